@@ -1,0 +1,96 @@
+"""The `switchboard` command line: one entry point whose subcommands grow with the platform."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from switchboard.errors import SwitchboardError
+from switchboard.localkafka import cache_root, external_bootstrap, local_cluster
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses the command line and runs one subcommand; user errors print one clear message, exit 2."""
+    args = _parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except SwitchboardError as error:
+        print(f"switchboard: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_kafka(commands)
+    _add_demo(commands)
+    _add_worker(commands)
+    return parser
+
+
+def _add_kafka(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    kafka = commands.add_parser("kafka", help="start, stop or inspect the project's local Kafka cluster")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument("--brokers", type=int, choices=[1, 3], default=1, help="1 (default) or a 3-broker cluster")
+    kafka.add_argument("--name", default="dev", help="cluster name; its data lives in var/kafka/NAME")
+    kafka.set_defaults(handler=_kafka)
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    if args.action != "status" and external_bootstrap() is not None:
+        print("KAFKA_BOOTSTRAP_SERVERS is set: using that cluster, starting and stopping nothing.")
+        return 0
+    base_port = 29092 if args.brokers == 3 else None
+    cluster = local_cluster(args.name, brokers=args.brokers, base_port=base_port)
+    if args.action == "start":
+        cluster.start(cache_root())
+        print(f"Kafka {cluster.version} ready at {cluster.bootstrap_servers}")
+    elif args.action == "stop":
+        cluster.stop()
+        print("Kafka stopped")
+    else:
+        state = "running" if cluster.is_running() else "stopped"
+        print(f"Kafka {cluster.version} ({len(cluster.nodes)} broker(s)) at {cluster.bootstrap_servers}: {state}")
+    return 0
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser("demo", help="start a local broker and run sample messages end to end")
+    demo.add_argument("--messages", type=int, default=8, help="how many sample orders to send (default 8)")
+    demo.add_argument("--keep-broker", action="store_true", help="leave the local broker running afterwards")
+    demo.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from switchboard.demo import run_demo
+
+    return run_demo(messages=args.messages, keep_broker=args.keep_broker)
+
+
+def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser("worker", help="run a stream worker (faust) of the order-tally pipeline")
+    worker.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    worker.add_argument("--app-id", default="switchboard-tally", help="consumer group and changelog prefix")
+    worker.add_argument("--topic-prefix", default="", help="prefix for every topic (tests use a unique one)")
+    worker.add_argument("--data-dir", required=True, help="local RocksDB state directory")
+    worker.add_argument("--name", default="worker-1", help="worker name written into its outputs")
+    worker.add_argument("--partitions", type=int, default=6)
+    worker.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.tally import TallyConfig, run_worker
+
+    config = TallyConfig(bootstrap=args.bootstrap, app_id=args.app_id, topic_prefix=args.topic_prefix,
+                         data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions)
+    return run_worker(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Small producer and consumer helpers shared by the demo, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def produce_json(bootstrap: str, topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Sends (key, value) pairs as JSON with acks=all and idempotence; returns how many were acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, json.dumps(value).encode(), key=key.encode()) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(futures)
+
+
+async def collect_json(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Reads a topic from the start until `done(values)` holds; raises TimeoutError with what it saw otherwise."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    values: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(values):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{topic}: condition not met after {timeout:.0f}s; saw {len(values)} records")
+            batches = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
+            values.extend(json.loads(r.value) for records in batches.values() for r in records)
+    finally:
+        await consumer.stop()
+    return values

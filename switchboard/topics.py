@@ -1,0 +1,71 @@
+"""Creating topics explicitly, with their partition counts and configs, and checking existing ones match."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from switchboard.errors import SwitchboardError
+
+# The event topics are the audit log: kept forever, never compacted.
+AUDIT_LOG_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as Switchboard needs it: name, partition count, replication (-1: broker default), configs."""
+
+    name: str
+    partitions: int
+    replication: int = -1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class TopicMismatch(SwitchboardError):
+    """An existing topic differs from its spec in a way that would break keying or co-partitioning."""
+
+
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
+    """Creates missing topics; raises TopicMismatch where an existing one has another partition count."""
+    wanted = {spec.name: spec for spec in specs}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for spec in wanted.values():
+            await _create_one(admin, spec)
+        await _check_partitions(admin, wanted)
+    finally:
+        await admin.close()
+
+
+async def _create_one(admin: AIOKafkaAdminClient, spec: TopicSpec) -> None:
+    topic = NewTopic(spec.name, spec.partitions, spec.replication, topic_configs=dict(spec.config))
+    try:
+        await admin.create_topics([topic])
+    except TopicAlreadyExistsError:
+        pass
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, wanted: dict[str, TopicSpec]) -> None:
+    for name, found in (await _partition_counts(admin, list(wanted))).items():
+        spec = wanted[name]
+        if found != spec.partitions:
+            raise TopicMismatch(
+                f"topic {spec.name} has {found} partitions but Switchboard needs {spec.partitions}: keys would "
+                "land on other partitions than their state. Recreate it or migrate it with a new name."
+            )
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 50) -> dict[str, int]:
+    """Partition count per topic, waiting out the moment after creation when metadata still lists none."""
+    counts: dict[str, int] = {}
+    for _ in range(attempts):
+        counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
+        if all(counts.get(name, 0) > 0 for name in names):
+            return counts
+        await asyncio.sleep(0.1)  # metadata propagation has no event to wait on; bounded by `attempts`
+    return counts

@@ -1,0 +1,62 @@
+"""Running stream workers as child processes: started, stopped gracefully, or killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from streams.tally import TallyConfig
+
+GRACEFUL_STOP_SECONDS = 30.0
+
+
+class WorkerProcess:
+    """One `switchboard worker` process; its output goes to a log file next to its state."""
+
+    def __init__(self, config: TallyConfig, log_file: Path) -> None:
+        self.config = config
+        self.log_file = log_file
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def stop(self) -> int:
+        """SIGTERM and wait for a clean shutdown (offsets committed); SIGKILL if it does not finish in time."""
+        process = self._require_started()
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(GRACEFUL_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def kill(self) -> int:
+        """SIGKILL: the crash case, nothing gets a chance to flush or commit."""
+        process = self._require_started()
+        process.kill()
+        return process.wait()
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_file.read_text(errors="replace").splitlines() if self.log_file.exists() else []
+        return "\n".join(text[-lines:])
+
+    def _require_started(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise RuntimeError("worker was never started")
+        return self._process
+
+    def _command(self) -> list[str]:
+        c = self.config
+        return [sys.executable, "-m", "switchboard.cli", "worker", "--bootstrap", c.bootstrap, "--app-id", c.app_id,
+                "--topic-prefix", c.topic_prefix, "--data-dir", c.data_dir, "--name", c.worker_name,
+                "--partitions", str(c.partitions)]
