@@ -44,10 +44,23 @@ class TallyConfig:
         ]
 
 
-def tally(previous: dict[str, Any] | None, order: dict[str, Any]) -> dict[str, Any]:
-    """The customer's running totals after one more order."""
-    state = previous or {"orders": 0, "total_cents": 0}
-    return {"orders": state["orders"] + 1, "total_cents": state["total_cents"] + int(order["amount_cents"])}
+def tally(previous: dict[str, Any] | None, order: dict[str, Any], offset: int) -> dict[str, Any]:
+    """The customer's running totals after the order read at `offset` of the customer's partition.
+
+    Faust re-delivers records after a rebalance (it discards commits for revoked partitions), so the state
+    remembers the last source offset it applied; a record at or below it is a redelivery and changes nothing.
+    One key always lives in one partition, whose offsets only grow, so this per-key check is exact.
+    """
+    state = previous or {"orders": 0, "total_cents": 0, "applied_offset": -1}
+    if offset <= state["applied_offset"]:
+        return state
+    return {"orders": state["orders"] + 1, "total_cents": state["total_cents"] + int(order["amount_cents"]),
+            "applied_offset": offset}
+
+
+def is_redelivery(previous: dict[str, Any] | None, offset: int) -> bool:
+    """Whether the record at `offset` was already applied to this state."""
+    return previous is not None and offset <= previous["applied_offset"]
 
 
 def build_app(config: TallyConfig) -> faust.App:
@@ -69,10 +82,13 @@ def build_app(config: TallyConfig) -> faust.App:
 
     @app.agent(orders, concurrency=1)
     async def count_orders(stream: faust.StreamT[Any]) -> None:
-        async for customer, order in stream.items():
-            totals[customer] = tally(totals.get(customer), order)
+        async for event in stream.events():
+            customer, order, offset = event.key, event.value, event.message.offset
+            previous = totals.get(customer)
+            totals[customer] = tally(previous, order, offset)
+            # A redelivered record is emitted again (its first output may not have been durable), flagged.
             out = {"order_id": order["order_id"], "customer_id": customer, "worker": config.worker_name,
-                   **totals[customer]}
+                   "redelivered": is_redelivery(previous, offset), **totals[customer]}
             # Awaiting the delivery keeps at-least-once honest: the offset is committed after the output is durable.
             await (await tallies.send(key=customer, value=out))
 

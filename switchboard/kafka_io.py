@@ -9,11 +9,22 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+
+# Keyed records must land where faust and the Java clients put the same key: murmur2, pinned here on purpose
+# so that a change of aiokafka's default can never move a recipient's messages to another partition.
+MURMUR2_PARTITIONER = DefaultPartitioner()
+
+
+def new_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    """A producer with Switchboard's durability defaults: acks=all, idempotence, murmur2 partitioning."""
+    defaults: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "partitioner": MURMUR2_PARTITIONER}
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, **{**defaults, **options})
 
 
 async def produce_json(bootstrap: str, topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> int:
     """Sends (key, value) pairs as JSON with acks=all and idempotence; returns how many were acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = new_producer(bootstrap)
     await producer.start()
     try:
         futures = [await producer.send(topic, json.dumps(value).encode(), key=key.encode()) for key, value in records]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ AUDIT_LOG_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic as Switchboard needs it: name, partition count, replication (-1: broker default), configs."""
+    """A topic as Switchboard needs it: name, partition count, replication (-1: min(3, brokers)), configs."""
 
     name: str
     partitions: int
@@ -35,19 +36,25 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        replication = await default_replication(admin)
         for spec in wanted.values():
-            await _create_one(admin, spec)
+            await _create_one(admin, spec, replication)
         await _check_partitions(admin, wanted)
     finally:
         await admin.close()
 
 
-async def _create_one(admin: AIOKafkaAdminClient, spec: TopicSpec) -> None:
-    topic = NewTopic(spec.name, spec.partitions, spec.replication, topic_configs=dict(spec.config))
-    try:
+async def default_replication(admin: AIOKafkaAdminClient) -> int:
+    """Three copies where the cluster has three brokers, else as many as it has."""
+    cluster = await admin.describe_cluster()
+    return min(3, len(cluster["brokers"]))
+
+
+async def _create_one(admin: AIOKafkaAdminClient, spec: TopicSpec, default: int) -> None:
+    replication = spec.replication if spec.replication > 0 else default
+    topic = NewTopic(spec.name, spec.partitions, replication, topic_configs=dict(spec.config))
+    with contextlib.suppress(TopicAlreadyExistsError):
         await admin.create_topics([topic])
-    except TopicAlreadyExistsError:
-        pass
 
 
 async def _check_partitions(admin: AIOKafkaAdminClient, wanted: dict[str, TopicSpec]) -> None:

@@ -42,7 +42,7 @@ def external_bootstrap(timeout: float = 15.0) -> str | None:
     if not servers:
         return None
     try:
-        asyncio.run(produce_and_fetch(servers, replication=-1, timeout=timeout))  # -1: broker default
+        asyncio.run(produce_and_fetch(servers, replication=-1, timeout=timeout))  # -1: min(3, brokers)
     except (KafkaError, OSError, TimeoutError) as error:
         raise KafkaSetupError(
             f"{BOOTSTRAP_ENV}={servers} is unreachable or does not accept produce and fetch "

@@ -40,6 +40,8 @@ async def _ensure_readiness_topic(bootstrap: str, replication: int, timeout: flo
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     await asyncio.wait_for(admin.start(), timeout)
     try:
+        if replication <= 0:
+            replication = min(3, len((await admin.describe_cluster())["brokers"]))
         await admin.create_topics([NewTopic(READINESS_TOPIC, 1, replication)])
     except TopicAlreadyExistsError:
         pass

@@ -1,0 +1,75 @@
+"""One real Kafka broker per test run, shared by every integration test; topics are unique per test."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.tally import TallyConfig
+from switchboard.localkafka import cache_root, external_bootstrap, local_cluster
+from switchboard.workers import WorkerProcess
+
+TEST_BASE_PORT = 39092  # apart from the demo's 19092, so a demo broker and a test run can coexist
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS if set (checked), else a fresh local single-broker cluster for this run."""
+    external = external_bootstrap()
+    if external is not None:
+        _announce(request, f"integration tests use KAFKA_BOOTSTRAP_SERVERS={external}")
+        yield external
+        return
+    cluster = local_cluster("test", base_port=TEST_BASE_PORT)
+    cluster.stop()
+    shutil.rmtree(cluster.directory, ignore_errors=True)
+    cluster.start(cache_root())
+    _announce(request, f"\nintegration tests use a local Apache Kafka {cluster.version} (KRaft) broker "
+                        f"at {cluster.bootstrap_servers}, data in {cluster.directory}")
+    try:
+        yield cluster.bootstrap_servers
+    finally:
+        cluster.stop()
+
+
+def _announce(request: pytest.FixtureRequest, line: str) -> None:
+    """Writes to the terminal even under output capture, so the log shows which broker the run used."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
+@pytest.fixture
+def unique_prefix(request: pytest.FixtureRequest) -> str:
+    """A topic/group prefix no other test uses: the test's name plus a random suffix."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:40]
+    return f"it-{name}-{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture
+def kafka_libs() -> Path:
+    """The broker's jars (kafka-clients among them), for tests that compare with the Java client."""
+    from switchboard.localkafka import ensure_jars
+
+    return ensure_jars(cache_root())
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[TallyConfig], WorkerProcess]]:
+    """Starts tally workers for a test and makes sure none outlives it, whatever the test's outcome."""
+    started: list[WorkerProcess] = []
+
+    def start(config: TallyConfig) -> WorkerProcess:
+        worker = WorkerProcess(config, tmp_path / f"{config.worker_name}.log")
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.is_running():
+            worker.kill()
