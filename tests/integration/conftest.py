@@ -50,7 +50,7 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
     return f"it-{name}-{uuid.uuid4().hex[:8]}-"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def kafka_libs() -> Path:
     """The broker's jars (kafka-clients among them), for tests that compare with the Java client."""
     from switchboard.localkafka import ensure_jars

@@ -1,0 +1,26 @@
+"""The command line: user errors are one clear line and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchboard.cli import main
+
+
+def test_demo_rejects_a_non_positive_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--messages", "0"]) == 2
+    assert "switchboard: error: --messages must be at least 1" in capsys.readouterr().err
+
+
+def test_kafka_start_reports_unreachable_external_cluster(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["kafka", "start"]) == 2
+    assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 is unreachable" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
