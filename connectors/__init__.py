@@ -1,0 +1,1 @@
+"""Channel drivers, webhook receivers and ERP ingestion; planned in issue 5."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
@@ -22,7 +22,7 @@ class TallyConfig:
     topic_prefix: str = ""
     worker_name: str = "worker-1"
     partitions: int = 6
-    replication: int = 1
+    replication: int = -1  # min(3, brokers); faust's changelogs need a number, resolved in run_worker
 
     @property
     def orders_topic(self) -> str:
@@ -97,7 +97,9 @@ def build_app(config: TallyConfig) -> faust.App:
 
 def run_worker(config: TallyConfig) -> int:
     """Creates the topics, then runs one worker until SIGTERM or SIGINT."""
-    asyncio.run(ensure_topics(config.bootstrap, config.topic_specs()))
+    default_replication = asyncio.run(ensure_topics(config.bootstrap, config.topic_specs()))
+    if config.replication <= 0:
+        config = replace(config, replication=default_replication)
     app = build_app(config)
     faust.Worker(app, loglevel="WARN", redirect_stdouts=False).execute_from_commandline()
     return 0

@@ -62,15 +62,18 @@ def _kafka(args: argparse.Namespace) -> int:
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser("demo", help="start a local broker and run sample messages end to end")
-    demo.add_argument("--messages", type=int, default=8, help="how many sample orders to send (default 8)")
+    demo.add_argument("--messages", type=int, help="how many sample orders to send (default: demo.messages)")
     demo.add_argument("--keep-broker", action="store_true", help="leave the local broker running afterwards")
     demo.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from switchboard.config import default_path, load
     from switchboard.demo import run_demo
 
-    return run_demo(messages=args.messages, keep_broker=args.keep_broker)
+    config = load(default_path())
+    messages = config.demo.messages if args.messages is None else args.messages
+    return run_demo(messages=messages, partitions=config.streams.partitions, keep_broker=args.keep_broker)
 
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,7 +83,8 @@ def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("--topic-prefix", default="", help="prefix for every topic (tests use a unique one)")
     worker.add_argument("--data-dir", required=True, help="local RocksDB state directory")
     worker.add_argument("--name", default="worker-1", help="worker name written into its outputs")
-    worker.add_argument("--partitions", type=int, default=6)
+    worker.add_argument("--partitions", type=int, default=6, help="partitions of the orders topic and table")
+    worker.add_argument("--replication", type=int, default=-1, help="copies of each topic; -1: min(3, brokers)")
     worker.set_defaults(handler=_worker)
 
 
@@ -88,7 +92,8 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.tally import TallyConfig, run_worker
 
     config = TallyConfig(bootstrap=args.bootstrap, app_id=args.app_id, topic_prefix=args.topic_prefix,
-                         data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions)
+                         data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions,
+                         replication=args.replication)
     return run_worker(config)
 
 

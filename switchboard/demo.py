@@ -29,14 +29,14 @@ def sample_orders(count: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]
     return orders
 
 
-def run_demo(messages: int, keep_broker: bool) -> int:
+def run_demo(messages: int, partitions: int, keep_broker: bool) -> int:
     """Runs the scenario and prints each processed order and the final totals per customer."""
     if messages < 1:
         raise SwitchboardError("--messages must be at least 1")
     bootstrap, cluster = _kafka()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     config = TallyConfig(bootstrap=bootstrap, data_dir=str(project_root() / "var" / "demo" / run_id / "state"),
-                         app_id=f"switchboard-demo-{run_id}", topic_prefix=f"demo-{run_id}-", partitions=3)
+                         app_id=f"switchboard-demo-{run_id}", topic_prefix=f"demo-{run_id}-", partitions=partitions)
     worker = WorkerProcess(config, Path(config.data_dir).parent / "worker.log")
     try:
         _run_scenario(config, worker, messages)

@@ -30,8 +30,9 @@ class TopicMismatch(SwitchboardError):
     """An existing topic differs from its spec in a way that would break keying or co-partitioning."""
 
 
-async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
-    """Creates missing topics; raises TopicMismatch where an existing one has another partition count."""
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> int:
+    """Creates missing topics and returns the cluster's default replication; raises TopicMismatch where an
+    existing topic has another partition count."""
     wanted = {spec.name: spec for spec in specs}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -42,6 +43,7 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
         await _check_partitions(admin, wanted)
     finally:
         await admin.close()
+    return replication
 
 
 async def default_replication(admin: AIOKafkaAdminClient) -> int:

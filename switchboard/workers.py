@@ -59,4 +59,4 @@ class WorkerProcess:
         c = self.config
         return [sys.executable, "-m", "switchboard.cli", "worker", "--bootstrap", c.bootstrap, "--app-id", c.app_id,
                 "--topic-prefix", c.topic_prefix, "--data-dir", c.data_dir, "--name", c.worker_name,
-                "--partitions", str(c.partitions)]
+                "--partitions", str(c.partitions), "--replication", str(c.replication)]
