@@ -50,7 +50,8 @@ def _kafka(args: argparse.Namespace) -> int:
     cluster = local_cluster(args.name, brokers=args.brokers, base_port=base_port)
     if args.action == "start":
         cluster.start(cache_root())
-        print(f"Kafka {cluster.version} ready at {cluster.bootstrap_servers}")
+        print(f"Kafka {cluster.version} (metadata.version {cluster.reported_metadata_version()}) "
+              f"ready at {cluster.bootstrap_servers}")
     elif args.action == "stop":
         cluster.stop()
         print("Kafka stopped")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -149,6 +150,13 @@ class LocalCluster:
         if brokers < len(self.nodes):
             raise _NotAllBrokers(f"{brokers} of {len(self.nodes)} brokers registered")
         await produce_and_fetch(self.bootstrap_servers, self.replication_factor, timeout=10.0)
+
+    def reported_metadata_version(self) -> str:
+        """The metadata.version the running broker wrote in its own log (e.g. 4.4-IV2), or 'unknown'."""
+        log = self.nodes[0].log_file
+        text = log.read_text(errors="replace") if log.exists() else ""
+        found = re.search(r"at metadata\.version (\S+)|metadataVersion=Optional\[([^\]]+)\]", text)
+        return next((group for group in found.groups() if group), "unknown") if found else "unknown"
 
     def log_tails(self, lines: int = 25) -> str:
         """The last lines of every node's log, for error messages."""

@@ -27,8 +27,12 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     cluster = local_cluster("test", base_port=TEST_BASE_PORT)
     cluster.stop()
     shutil.rmtree(cluster.directory, ignore_errors=True)
+    jars_cached = (cache_root() / f"kafka-{cluster.version}" / "libs" / ".complete").exists()
     cluster.start(cache_root())
-    _announce(request, f"\nintegration tests use a local Apache Kafka {cluster.version} (KRaft) broker "
+    _announce(request, f"Kafka {cluster.version} jars " + ("reused from the cache" if jars_cached else
+                                                             "fetched from Maven Central into the cache"))
+    _announce(request, f"\nintegration tests use a local Apache Kafka {cluster.version} (KRaft) broker, "
+                       f"reporting metadata.version {cluster.reported_metadata_version()}, "
                         f"at {cluster.bootstrap_servers}, data in {cluster.directory}")
     try:
         yield cluster.bootstrap_servers
@@ -36,11 +40,17 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         cluster.stop()
 
 
+_BROKER_NOTES = pytest.StashKey[list[str]]()
+
+
 def _announce(request: pytest.FixtureRequest, line: str) -> None:
-    """Writes to the terminal even under output capture, so the log shows which broker the run used."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
+    """Keeps a line for the run's summary, so the log shows which broker the tests really used."""
+    request.config.stash.setdefault(_BROKER_NOTES, []).append(line.strip())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for line in config.stash.get(_BROKER_NOTES, []):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture
