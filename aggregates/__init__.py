@@ -1,0 +1,85 @@
+"""Switchboard's domain model: event-sourced aggregates on the eventsourcing library, with no Kafka in sight."""
+
+from aggregates._base import DomainError, InvalidTransition, SwitchboardAggregate, derived_id
+from aggregates._contact import CUSTOMER_SERVICE_WINDOW, Consent, Contact, FrequencyCap, Preferences, QuietHours
+from aggregates._message import (
+    Failure,
+    Message,
+    MessagePhase,
+    MessageStatus,
+    Pricing,
+    Receipt,
+    ReceiptStatus,
+    Rendering,
+    Routing,
+)
+from aggregates._records import AGGREGATE_EVENT_TYPES, EventRecord, from_record, to_record
+from aggregates._replay import ForeignEvent, ReplayError, VersionGap, fold, take_snapshot
+from aggregates._secrets import hash_secret, verify_secret
+from aggregates._template import SENDABLE, Template, TemplateVersion, template_parameters
+from aggregates._tenant import ApiClient, Tenant
+from aggregates._values import (
+    ApprovalStatus,
+    CallbackKind,
+    Channel,
+    ConsentCategory,
+    DeferralReason,
+    FailureClass,
+    MessageCategory,
+    ParameterFormat,
+    RateLimitTier,
+    SuppressionReason,
+    TemplateCategory,
+    normalize_locale,
+)
+
+__all__ = [
+    "AGGREGATE_EVENT_TYPES",
+    "CUSTOMER_SERVICE_WINDOW",
+    "SENDABLE",
+    "ApiClient",
+    "ApprovalStatus",
+    "CallbackKind",
+    "Channel",
+    "Consent",
+    "ConsentCategory",
+    "Contact",
+    "DeferralReason",
+    "DomainError",
+    "EventRecord",
+    "Failure",
+    "FailureClass",
+    "ForeignEvent",
+    "FrequencyCap",
+    "InvalidTransition",
+    "Message",
+    "MessageCategory",
+    "MessagePhase",
+    "MessageStatus",
+    "ParameterFormat",
+    "Preferences",
+    "Pricing",
+    "QuietHours",
+    "RateLimitTier",
+    "Receipt",
+    "ReceiptStatus",
+    "Rendering",
+    "ReplayError",
+    "Routing",
+    "SuppressionReason",
+    "SwitchboardAggregate",
+    "Template",
+    "TemplateCategory",
+    "TemplateVersion",
+    "Tenant",
+    "VersionGap",
+    "derived_id",
+    "fold",
+    "from_record",
+    "hash_secret",
+    "normalize_locale",
+    "take_snapshot",
+    "template_parameters",
+    "to_record",
+    "verify_secret",
+]

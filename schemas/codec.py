@@ -1,0 +1,162 @@
+"""Events on the wire: Confluent framing (magic byte 0, 4-byte big-endian schema id) around Avro binary."""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from schemas._envelope import envelope_problems
+from schemas._registry import Registry, SchemaVersion, default_registry
+from schemas._topics import EVENT_TOPICS
+from schemas._validate import Invalid, conform
+
+__all__ = [
+    "Codec",
+    "CodecError",
+    "DecodedEvent",
+    "SchemaViolation",
+    "UnknownEvent",
+    "WireFormatError",
+    "decode",
+    "default_codec",
+    "encode",
+]
+
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+
+
+class CodecError(ValueError):
+    """An event could not be encoded or a record could not be decoded."""
+
+
+class SchemaViolation(CodecError):
+    """An event does not match its schema; `field` is the dotted path of the first offending field."""
+
+    def __init__(self, event_type: str, version: int, field: str, problem: str) -> None:
+        super().__init__(f"{event_type} v{version}: field '{field}' {problem}")
+        self.event_type = event_type
+        self.version = version
+        self.field = field
+        self.problem = problem
+
+
+class WireFormatError(CodecError):
+    """A record is not in our wire format or its Avro body is corrupt."""
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    """A decoded event; `payload` has the current schema's shape even if it was written with an older one."""
+
+    event_type: str
+    schema_id: int
+    version: int
+    current_version: int
+    payload: dict[str, Any]
+
+    @property
+    def upcast(self) -> bool:
+        """True when the record was written with an older version than the current one."""
+        return self.version < self.current_version
+
+
+@dataclass(frozen=True)
+class UnknownEvent:
+    """A record whose schema id this code does not know (a newer type or version); kept byte for byte."""
+
+    schema_id: int
+    raw: bytes = field(repr=False)
+
+    @property
+    def reason(self) -> str:
+        """Why it was not decoded, for logs and dead-letter headers."""
+        return f"schema id {self.schema_id} is not in this registry (written by newer code?)"
+
+
+class Codec:
+    """Encodes with the current schema of a type and decodes any published version, upcasting to current."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def encode(self, event: Mapping[str, Any], event_type: str, *, version: int | None = None) -> bytes:
+        """Wire bytes for an event; `version` pins an older schema (e.g. while consumers roll out)."""
+        schema = self._writer(event_type, version)
+        datum = self._conform(event, schema)
+        out = io.BytesIO()
+        out.write(_HEADER.pack(MAGIC_BYTE, schema.schema_id))
+        schemaless_writer(out, schema.parsed, datum)
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> DecodedEvent | UnknownEvent:
+        """The event in a record; an UnknownEvent for schema ids we do not know. Raises WireFormatError."""
+        schema_id = _read_header(data)
+        writer = self.registry.by_id(schema_id)
+        if writer is None:
+            return UnknownEvent(schema_id, bytes(data))
+        current = self.registry.latest(writer.subject)
+        payload = _read_body(data, writer, current)
+        return DecodedEvent(writer.event_type, schema_id, writer.version, current.version, payload)
+
+    def _writer(self, event_type: str, version: int | None) -> SchemaVersion:
+        if version is None:
+            return self.registry.latest(event_type)
+        return self.registry.version(event_type, version)
+
+    def _conform(self, event: Mapping[str, Any], schema: SchemaVersion) -> dict[str, Any]:
+        try:
+            datum = cast(dict[str, Any], conform(event, schema.expanded))
+        except Invalid as exc:
+            raise SchemaViolation(schema.event_type, schema.version, exc.path, exc.problem) from None
+        aggregate_type = EVENT_TOPICS[schema.family].aggregate_type
+        problems = envelope_problems(datum["envelope"], aggregate_type)
+        if problems:
+            name, problem = problems[0]
+            raise SchemaViolation(schema.event_type, schema.version, f"envelope.{name}", problem)
+        return datum
+
+
+@functools.cache
+def default_codec() -> Codec:
+    """A codec over the registry committed with this package."""
+    return Codec(default_registry())
+
+
+def encode(event: Mapping[str, Any], event_type: str, *, version: int | None = None) -> bytes:
+    """Wire bytes for an event of this type, using the committed registry; raises SchemaViolation."""
+    return default_codec().encode(event, event_type, version=version)
+
+
+def decode(data: bytes) -> DecodedEvent | UnknownEvent:
+    """The event in a record, using the committed registry; see Codec.decode."""
+    return default_codec().decode(data)
+
+
+def _read_header(data: bytes) -> int:
+    if len(data) < _HEADER.size:
+        raise WireFormatError(f"record of {len(data)} bytes is shorter than the {_HEADER.size}-byte header")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC_BYTE:
+        raise WireFormatError(f"record starts with byte {magic}, not the magic byte {MAGIC_BYTE}")
+    return int(schema_id)
+
+
+def _read_body(data: bytes, writer: SchemaVersion, current: SchemaVersion) -> dict[str, Any]:
+    stream = io.BytesIO(data)
+    stream.seek(_HEADER.size)
+    # Avro schema resolution does the upcast: fields added since `writer` get their defaults.
+    reader = None if current is writer else current.parsed
+    try:
+        payload = schemaless_reader(stream, writer.parsed, reader)
+    except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on corrupt bodies
+        raise WireFormatError(f"{writer.subject} v{writer.version}: corrupt Avro body ({exc!r})") from exc
+    if stream.tell() != len(data):
+        raise WireFormatError(f"{writer.subject} v{writer.version}: {len(data) - stream.tell()} bytes left over")
+    return cast(dict[str, Any], payload)

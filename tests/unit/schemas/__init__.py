@@ -1,0 +1,1 @@
+"""Unit tests of the event schemas, registry, codec and compatibility checks."""
