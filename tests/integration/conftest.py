@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from streams.tally import TallyConfig
-from switchboard.localkafka import cache_root, external_bootstrap, local_cluster
+from switchboard.localkafka import cache_root, ensure_jars, external_bootstrap, kafka_version, local_cluster
 from switchboard.workers import WorkerProcess
 
 TEST_BASE_PORT = 39092  # apart from the demo's 19092, so a demo broker and a test run can coexist
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+def kafka_bootstrap(request: pytest.FixtureRequest, kafka_libs: Path) -> Iterator[str]:
     """KAFKA_BOOTSTRAP_SERVERS if set (checked), else a fresh local single-broker cluster for this run."""
     external = external_bootstrap()
     if external is not None:
@@ -27,10 +27,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     cluster = local_cluster("test", base_port=TEST_BASE_PORT)
     cluster.stop()
     shutil.rmtree(cluster.directory, ignore_errors=True)
-    jars_cached = (cache_root() / f"kafka-{cluster.version}" / "libs" / ".complete").exists()
     cluster.start(cache_root())
-    _announce(request, f"Kafka {cluster.version} jars " + ("reused from the cache" if jars_cached else
-                                                             "fetched from Maven Central into the cache"))
     _announce(request, f"\nintegration tests use a local Apache Kafka {cluster.version} (KRaft) broker, "
                        f"reporting metadata.version {cluster.reported_metadata_version()}, "
                         f"at {cluster.bootstrap_servers}, data in {cluster.directory}")
@@ -61,11 +58,13 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_libs() -> Path:
-    """The broker's jars (kafka-clients among them), for tests that compare with the Java client."""
-    from switchboard.localkafka import ensure_jars
-
-    return ensure_jars(cache_root())
+def kafka_libs(request: pytest.FixtureRequest) -> Path:
+    """The broker's jars (kafka-clients among them), fetched once per cache; the summary says which happened."""
+    cached = (cache_root() / f"kafka-{kafka_version()}" / "libs" / ".complete").exists()
+    libs = ensure_jars(cache_root())
+    how = "reused from the cache" if cached else "fetched from Maven Central into the cache"
+    _announce(request, f"Kafka {kafka_version()} jars {how} ({libs})")
+    return libs
 
 
 @pytest.fixture
