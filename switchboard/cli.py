@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_kafka(commands)
     _add_demo(commands)
     _add_worker(commands)
+    _add_topics(commands)
     return parser
 
 
@@ -96,6 +97,30 @@ def _worker(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions,
                          replication=args.replication)
     return run_worker(config)
+
+
+def _add_topics(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    topics = commands.add_parser("topics", help="create the event topics (sb.events.*) as pipeline.toml lays them out")
+    topics.add_argument("action", choices=["create"])
+    topics.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    topics.set_defaults(handler=_topics)
+
+
+def _topics(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from switchboard.config import default_path, load
+    from switchboard.topics import ensure_topics, event_topic_specs
+
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    streams = load(default_path()).streams
+    specs = event_topic_specs(streams.partitions, streams.replication)
+    asyncio.run(ensure_topics(bootstrap, specs))
+    for spec in specs:
+        print(f"{spec.name}: {spec.partitions} partitions, retention forever")
+    return 0
 
 
 if __name__ == "__main__":

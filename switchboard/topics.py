@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from schemas import EVENT_TOPICS
 from switchboard.errors import SwitchboardError
 
 # The event topics are the audit log: kept forever, never compacted.
@@ -24,6 +25,12 @@ class TopicSpec:
     partitions: int
     replication: int = -1
     config: dict[str, str] = field(default_factory=dict)
+
+
+def event_topic_specs(partitions: int, replication: int = -1, prefix: str = "") -> list[TopicSpec]:
+    """The sb.events.* audit-log topics of the event model, all with the same partition count (co-partitioned)."""
+    return [TopicSpec(f"{prefix}{topic.name}", partitions, replication, AUDIT_LOG_CONFIG)
+            for topic in EVENT_TOPICS.values()]
 
 
 class TopicMismatch(SwitchboardError):
