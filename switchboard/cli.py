@@ -14,7 +14,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs one subcommand; user errors print one clear message, exit 2."""
-    args = _parser().parse_args(argv)
+    args, rest = _parser().parse_known_args(argv)
+    if rest and getattr(args, "handler", None) is not _simulator:
+        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -32,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_worker(commands)
     _add_topics(commands)
+    simulator = commands.add_parser("simulator", add_help=False,
+                                    help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
+    simulator.set_defaults(handler=_simulator)
     return parser
 
 
@@ -97,6 +103,12 @@ def _worker(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions,
                          replication=args.replication)
     return run_worker(config)
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from connectors.whatsapp_simulator import main as simulator_main
+
+    return simulator_main(args.rest)
 
 
 def _add_topics(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
