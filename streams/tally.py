@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
 
+from streams import _faust_fixes
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 
 
@@ -65,6 +67,7 @@ def is_redelivery(previous: dict[str, Any] | None, offset: int) -> bool:
 
 def build_app(config: TallyConfig) -> faust.App:
     """A faust app with one agent (concurrency 1: faust #606 loses offsets with more) and one table."""
+    _faust_fixes.apply()
     app = faust.App(
         config.app_id,
         broker=[f"kafka://{server}" for server in config.bootstrap.split(",")],
@@ -101,7 +104,8 @@ def run_worker(config: TallyConfig) -> int:
     if config.replication <= 0:
         config = replace(config, replication=default_replication)
     app = build_app(config)
-    faust.Worker(app, loglevel="WARN", redirect_stdouts=False).execute_from_commandline()
+    level = os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARN")
+    faust.Worker(app, loglevel=level, redirect_stdouts=False).execute_from_commandline()
     return 0
 
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,10 @@ async def wait_for_stable_group(bootstrap: str, group: str, members: int, timeou
     deadline = time.monotonic() + timeout
     current = GroupState("unknown", 0)
     while time.monotonic() < deadline:
-        current = await describe_group(bootstrap, group)
+        try:
+            current = await describe_group(bootstrap, group)
+        except GroupCoordinatorNotAvailableError:
+            current = GroupState("no coordinator yet", 0)  # a fresh cluster is still creating __consumer_offsets
         if current == GroupState("Stable", members):
             return current
         await asyncio.sleep(0.2)  # the coordinator has no push notification for group changes
