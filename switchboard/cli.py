@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_worker(commands)
     _add_topics(commands)
+    _add_receiver(commands)
     simulator = commands.add_parser("simulator", add_help=False,
                                     help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
     simulator.set_defaults(handler=_simulator)
@@ -132,6 +133,30 @@ def _topics(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(bootstrap, specs))
     for spec in specs:
         print(f"{spec.name}: {spec.partitions} partitions, retention forever")
+    return 0
+
+
+def _add_receiver(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    receiver = commands.add_parser("receiver", help="serve provider webhooks, storing verified bodies in Kafka")
+    receiver.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    receiver.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 behind a load balancer)")
+    receiver.add_argument("--port", type=int, default=8088, help="port to bind (0: an ephemeral one)")
+    receiver.add_argument("--channel", action="append", dest="channels", help="channel to serve (default: whatsapp)")
+    receiver.add_argument("--topic-prefix", default="", help="prefix for sb.webhooks.raw and sb.rejects")
+    receiver.add_argument("--partitions", type=int, default=6, help="partitions of the two topics when created")
+    receiver.set_defaults(handler=_receiver)
+
+
+def _receiver(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from connectors.receiver import run_receiver
+
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    asyncio.run(run_receiver(bootstrap, host=args.host, port=args.port, channels=args.channels or ["whatsapp"],
+                             prefix=args.topic_prefix, partitions=args.partitions))
     return 0
 
 

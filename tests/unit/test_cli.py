@@ -38,3 +38,14 @@ def test_other_subcommands_still_refuse_unknown_options(capsys: pytest.CaptureFi
         main(["demo", "--bogus"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_receiver_needs_a_bootstrap(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    assert main(["receiver"]) == 2
+    assert "give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS" in capsys.readouterr().err
+
+
+def test_receiver_names_an_unknown_channel_before_touching_kafka(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["receiver", "--bootstrap", "127.0.0.1:1", "--channel", "nosuch"]) == 2
+    assert "no driver for channel 'nosuch'" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+"""The webhook receiver service: verifies each provider POST on its raw bytes and stores it in Kafka before 200."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from connectors._driver import ChannelDriver
+from connectors._receiver_http import (
+    CONFIG,
+    MAX_BODY_BYTES,
+    SINK,
+    ReceiverConfig,
+    handle_get,
+    handle_post,
+    json_errors,
+)
+from connectors._receiver_sinks import (
+    CONTENT_SHA256,
+    RAW_TOPIC,
+    REJECTS_TOPIC,
+    InMemoryWebhookSink,
+    KafkaWebhookSink,
+    RawWebhookSink,
+    SinkRecord,
+)
+from connectors.registry import get_driver
+
+__all__ = [
+    "CONTENT_SHA256",
+    "MAX_BODY_BYTES",
+    "RAW_TOPIC",
+    "REJECTS_TOPIC",
+    "InMemoryWebhookSink",
+    "KafkaWebhookSink",
+    "RawWebhookSink",
+    "ReceiverConfig",
+    "SinkRecord",
+    "build_receiver_app",
+    "run_receiver",
+]
+
+_log = logging.getLogger(__name__)
+
+
+def build_receiver_app(config: ReceiverConfig, sink: RawWebhookSink) -> web.Application:
+    """GET and POST {config.path}/{channel}; the caller starts and stops the sink and the drivers."""
+    app = web.Application(middlewares=[json_errors])
+    app[CONFIG] = config
+    app[SINK] = sink
+    route = f"{config.path.rstrip('/')}/{{channel}}"
+    app.router.add_get(route, handle_get)
+    app.router.add_post(route, handle_post)
+    return app
+
+
+def drivers_from_environment(channels: Sequence[str]) -> dict[str, ChannelDriver]:
+    """One driver per channel from the registry, secrets from the environment (SWITCHBOARD_<CHANNEL>_...)."""
+    return {channel: get_driver(channel).from_settings({}) for channel in channels}
+
+
+async def run_receiver(bootstrap: str, *, host: str = "127.0.0.1", port: int = 8088,
+                       channels: Sequence[str] = ("whatsapp",), prefix: str = "", partitions: int = 6) -> None:
+    """Serves until SIGINT or SIGTERM: topics created first, then the port opened; everything closed at the end."""
+    drivers = drivers_from_environment(channels)
+    sink = KafkaWebhookSink(bootstrap, prefix=prefix, partitions=partitions)
+    await sink.start()
+    runner = web.AppRunner(build_receiver_app(ReceiverConfig(drivers), sink), shutdown_timeout=5.0)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        bound = runner.addresses[0][1]  # the real port when 0 asked for an ephemeral one
+        print(f"webhook receiver on http://{host}:{bound}/webhooks/{{{','.join(drivers)}}} "
+              f"writing to {sink.raw_topic} and {sink.rejects_topic} at {bootstrap}", flush=True)
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+        await sink.stop()
+        for driver in drivers.values():
+            await driver.aclose()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    _log.info("webhook receiver stopping")
