@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -99,7 +100,8 @@ def build_app(config: TallyConfig) -> faust.App:
 
 
 def run_worker(config: TallyConfig) -> int:
-    """Creates the topics, then runs one worker until SIGTERM or SIGINT."""
+    """Creates the topics and the state directory, then runs one worker until SIGTERM or SIGINT."""
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)  # faust creates only the last path component
     default_replication = asyncio.run(ensure_topics(config.bootstrap, config.topic_specs()))
     if config.replication <= 0:
         config = replace(config, replication=default_replication)
