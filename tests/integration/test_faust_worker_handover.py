@@ -39,8 +39,10 @@ async def test_two_workers_split_partitions_and_survivor_takes_over(
     kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_worker: Callable[[TallyConfig], WorkerProcess]
 ) -> None:
     def config(name: str) -> TallyConfig:
-        return TallyConfig(bootstrap=kafka_bootstrap, data_dir=str(tmp_path / name), app_id=f"{unique_prefix}app",
-                           topic_prefix=unique_prefix, worker_name=name, partitions=PARTITIONS)
+        # A nested, not yet existing state directory: the worker must create its parents itself.
+        return TallyConfig(bootstrap=kafka_bootstrap, data_dir=str(tmp_path / "state" / name),
+                           app_id=f"{unique_prefix}app", topic_prefix=unique_prefix, worker_name=name,
+                           partitions=PARTITIONS)
 
     await ensure_topics(kafka_bootstrap, config("one").topic_specs())
     one, two = start_worker(config("one")), start_worker(config("two"))
