@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from streams.tally import is_redelivery, tally
+import logging
+from pathlib import Path
+
+from streams.tally import TallyConfig, build_app, is_redelivery, service_worker, tally
 
 
 def test_tally_accumulates_orders_and_amounts() -> None:
@@ -18,3 +21,14 @@ def test_redelivered_record_changes_nothing() -> None:
     assert is_redelivery(state, 9)
     assert not is_redelivery(state, 10)
     assert not is_redelivery(None, 0)
+
+
+def test_service_worker_has_no_spinner_so_debug_logging_stays_off(tmp_path: Path) -> None:
+    app = build_app(TallyConfig(bootstrap="127.0.0.1:1", data_dir=str(tmp_path), replication=1))
+    worker = service_worker(app)
+    assert worker.spinner is None
+    root = logging.getLogger("sb-test-root")
+    root.addHandler(logging.NullHandler())
+    root.setLevel(logging.WARNING)
+    worker.on_setup_root_logger(root, logging.WARNING)  # what faust calls once logging is set up
+    assert root.level == logging.WARNING
