@@ -7,11 +7,14 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import EventT
+from prometheus_client import CollectorRegistry
 
 from streams import _faust_fixes
+from streams.observability import StageMetrics, install_endpoints
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 
 
@@ -25,6 +28,8 @@ class TallyConfig:
     topic_prefix: str = ""
     worker_name: str = "worker-1"
     partitions: int = 6
+    web_host: str = "127.0.0.1"
+    web_port: int | None = None  # None: no HTTP endpoints (/healthz, /readyz, /metrics)
     replication: int = -1  # min(3, brokers); faust's changelogs need a number, resolved in run_worker
 
     @property
@@ -77,24 +82,34 @@ def build_app(config: TallyConfig) -> faust.App:
         topic_partitions=config.partitions,
         topic_replication_factor=config.replication,
         consumer_auto_offset_reset="earliest",
-        web_enabled=False,
+        web_enabled=config.web_port is not None,
+        web_bind=config.web_host,
+        web_port=config.web_port or 6066,
         processing_guarantee="at_least_once",
     )
     orders = app.topic(config.orders_topic, key_type=str, value_serializer="json", partitions=config.partitions)
     tallies = app.topic(config.tallies_topic, key_type=str, value_serializer="json", partitions=config.partitions)
     totals = app.Table(config.table_name, key_type=str, partitions=config.partitions)
 
+    registry = CollectorRegistry()
+    stage = StageMetrics("tally", registry)
+    install_endpoints(app, registry)
+
     @app.agent(orders, concurrency=1)
     async def count_orders(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
-            customer, order, offset = event.key, event.value, event.message.offset
-            previous = totals.get(customer)
-            totals[customer] = tally(previous, order, offset)
-            # A redelivered record is emitted again (its first output may not have been durable), flagged.
-            out = {"order_id": order["order_id"], "customer_id": customer, "worker": config.worker_name,
-                   "redelivered": is_redelivery(previous, offset), **totals[customer]}
-            # Awaiting the delivery keeps at-least-once honest: the offset is committed after the output is durable.
-            await (await tallies.send(key=customer, value=out))
+            with stage.observe():
+                await _apply(event)
+
+    async def _apply(event: EventT[Any]) -> None:
+        customer, order, offset = event.key, cast(dict[str, Any], event.value), event.message.offset
+        previous = totals.get(customer)
+        totals[customer] = tally(previous, order, offset)
+        # A redelivered record is emitted again (its first output may not have been durable), flagged.
+        out = {"order_id": order["order_id"], "customer_id": customer, "worker": config.worker_name,
+               "redelivered": is_redelivery(previous, offset), **totals[customer]}
+        # Awaiting the delivery keeps at-least-once honest: the offset is committed after the output is durable.
+        await (await tallies.send(key=customer, value=out))
 
     return app
 

@@ -94,6 +94,8 @@ def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("--name", default="worker-1", help="worker name written into its outputs")
     worker.add_argument("--partitions", type=int, default=6, help="partitions of the orders topic and table")
     worker.add_argument("--replication", type=int, default=-1, help="copies of each topic; -1: min(3, brokers)")
+    worker.add_argument("--web-host", default="127.0.0.1", help="address of /healthz, /readyz and /metrics")
+    worker.add_argument("--web-port", type=int, help="port of /healthz, /readyz and /metrics (default: none)")
     worker.set_defaults(handler=_worker)
 
 
@@ -102,7 +104,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     config = TallyConfig(bootstrap=args.bootstrap, app_id=args.app_id, topic_prefix=args.topic_prefix,
                          data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions,
-                         replication=args.replication)
+                         replication=args.replication, web_host=args.web_host, web_port=args.web_port)
     return run_worker(config)
 
 

@@ -59,4 +59,5 @@ class WorkerProcess:
         c = self.config
         return [sys.executable, "-m", "switchboard.cli", "worker", "--bootstrap", c.bootstrap, "--app-id", c.app_id,
                 "--topic-prefix", c.topic_prefix, "--data-dir", c.data_dir, "--name", c.worker_name,
-                "--partitions", str(c.partitions), "--replication", str(c.replication)]
+                "--partitions", str(c.partitions), "--replication", str(c.replication),
+                "--web-host", c.web_host, *(["--web-port", str(c.web_port)] if c.web_port else [])]

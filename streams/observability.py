@@ -1,0 +1,63 @@
+"""Health, readiness and Prometheus metrics of a stream worker, served by faust's own web server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+# The exposition format's media type; aiohttp refuses a charset inside content_type, so it is left out.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+class StageMetrics:
+    """RED metrics of one pipeline stage: events (rate), errors, and processing duration."""
+
+    def __init__(self, stage: str, registry: CollectorRegistry) -> None:
+        self.stage = stage
+        self._events = Counter("switchboard_stage_events_total", "Events processed by a stage",
+                               ["stage"], registry=registry).labels(stage)
+        self._errors = Counter("switchboard_stage_errors_total", "Events a stage failed to process",
+                               ["stage"], registry=registry).labels(stage)
+        self._duration = Histogram("switchboard_stage_duration_seconds", "Time to process one event",
+                                   ["stage"], registry=registry).labels(stage)
+
+    @contextmanager
+    def observe(self) -> Iterator[None]:
+        """Counts and times the enclosed processing of one event; an exception counts as an error."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self._errors.inc()
+            raise
+        self._events.inc()
+        self._duration.observe(time.perf_counter() - started)
+
+
+def is_ready(app: faust.App) -> bool:
+    """Ready: table recovery has completed and no rebalance is under way."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not on its interface
+    return bool(recovery.completed.is_set()) and not app.rebalancing
+
+
+def install_endpoints(app: faust.App, registry: CollectorRegistry) -> None:
+    """Adds /healthz (the process serves), /readyz (recovered, not rebalancing) and /metrics."""
+
+    @app.page("/healthz")
+    async def healthz(view: Any, request: Any) -> Any:
+        return view.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(view: Any, request: Any) -> Any:
+        ready = is_ready(app)
+        body = {"status": "ready" if ready else "not ready", "rebalancing": bool(app.rebalancing)}
+        return view.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics(view: Any, request: Any) -> Any:
+        return view.bytes(generate_latest(registry), content_type=METRICS_CONTENT_TYPE)
