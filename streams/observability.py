@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 # The exposition format's media type; aiohttp refuses a charset inside content_type, so it is left out.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -39,6 +40,26 @@ class StageMetrics:
         self._duration.observe(time.perf_counter() - started)
 
 
+class ConsumerLagCollector:
+    """switchboard_consumer_lag per source partition: records fetched-known but not yet handed to the agents.
+
+    Computed at scrape time from faust's monitor: the partition's high-water mark at the last fetch that
+    returned records, minus the next offset after the last record read.
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily("switchboard_consumer_lag", "Records behind the high-water mark",
+                                labels=["topic", "partition"])
+        monitor = self._app.monitor
+        for tp, read in dict(monitor.tp_read_offsets).items():
+            end = monitor.tp_end_offsets.get(tp, read + 1)
+            lag.add_metric([tp.topic, str(tp.partition)], max(0, end - (read + 1)))
+        yield lag
+
+
 def is_ready(app: faust.App) -> bool:
     """Ready: table recovery has completed and no rebalance is under way."""
     recovery = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not on its interface
@@ -47,6 +68,7 @@ def is_ready(app: faust.App) -> bool:
 
 def install_endpoints(app: faust.App, registry: CollectorRegistry) -> None:
     """Adds /healthz (the process serves), /readyz (recovered, not rebalancing) and /metrics."""
+    registry.register(ConsumerLagCollector(app))
 
     @app.page("/healthz")
     async def healthz(view: Any, request: Any) -> Any:

@@ -67,6 +67,10 @@ async def test_worker_serves_health_readiness_and_metrics(
     assert _sample(text, 'switchboard_stage_events_total{stage="tally"}') == 25
     assert _sample(text, 'switchboard_stage_errors_total{stage="tally"}') == 0
     assert _sample(text, 'switchboard_stage_duration_seconds_count{stage="tally"}') == 25
+    lags = re.findall(rf'^switchboard_consumer_lag{{partition="\d",topic="{re.escape(config.orders_topic)}"}} (\S+)$',
+                      text, re.MULTILINE)
+    assert lags, "no consumer lag series for the orders topic"
+    assert all(float(lag) == 0 for lag in lags)  # everything produced was processed
 
 
 def _sample(exposition: str, series: str) -> float:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
+
+import faust
 import pytest
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streams.observability import StageMetrics
+from streams.observability import ConsumerLagCollector, StageMetrics
 
 
 def _value(registry: CollectorRegistry, name: str) -> float:
@@ -22,3 +27,12 @@ def test_observe_counts_events_errors_and_durations() -> None:
     assert _value(registry, "switchboard_stage_events_total") == 1
     assert _value(registry, "switchboard_stage_errors_total") == 1
     assert _value(registry, "switchboard_stage_duration_seconds_count") == 1
+
+
+def test_consumer_lag_is_high_water_minus_next_offset_to_read() -> None:
+    monitor = SimpleNamespace(tp_read_offsets={TP("orders", 0): 9, TP("orders", 1): 4},
+                              tp_end_offsets={TP("orders", 0): 10, TP("orders", 1): 12})
+    registry = CollectorRegistry()
+    registry.register(ConsumerLagCollector(cast(faust.App, SimpleNamespace(monitor=monitor))))
+    assert registry.get_sample_value("switchboard_consumer_lag", {"topic": "orders", "partition": "0"}) == 0
+    assert registry.get_sample_value("switchboard_consumer_lag", {"topic": "orders", "partition": "1"}) == 7
