@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_worker(commands)
     _add_topics(commands)
+    _add_config(commands)
     _add_receiver(commands)
     simulator = commands.add_parser("simulator", add_help=False,
                                     help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
@@ -112,6 +113,25 @@ def _simulator(args: argparse.Namespace) -> int:
     from connectors.whatsapp_simulator import main as simulator_main
 
     return simulator_main(args.rest)
+
+
+def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = commands.add_parser("config", help="validate pipeline.toml without starting anything")
+    config.add_argument("action", choices=["check"])
+    config.add_argument("file", nargs="?", help="the file to check (default: SWITCHBOARD_PIPELINE or pipeline.toml)")
+    config.set_defaults(handler=_config)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from switchboard.config import default_path, load
+
+    path = Path(args.file) if args.file else default_path()
+    config = load(path)
+    print(f"{path}: valid: {len(config.tenants)} tenants, {len(config.channels)} channels, "
+          f"{len(config.triggers)} triggers, {len(config.routes)} routes, {len(config.retry)} retry policies")
+    return 0
 
 
 def _add_topics(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from switchboard.cli import main
@@ -49,3 +51,15 @@ def test_receiver_needs_a_bootstrap(monkeypatch: pytest.MonkeyPatch, capsys: pyt
 def test_receiver_names_an_unknown_channel_before_touching_kafka(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["receiver", "--bootstrap", "127.0.0.1:1", "--channel", "nosuch"]) == 2
     assert "no driver for channel 'nosuch'" in capsys.readouterr().err
+
+
+def test_config_check_accepts_the_shipped_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check"]) == 0
+    assert "pipeline.toml: valid:" in capsys.readouterr().out
+
+
+def test_config_check_names_file_and_key_of_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "pipeline.toml"
+    broken.write_text("[streams]\npartitions = 0\n")
+    assert main(["config", "check", str(broken)]) == 2
+    assert f"{broken}: streams.partitions must be at least 1" in capsys.readouterr().err
