@@ -27,6 +27,10 @@ class Capabilities:
     session_window: timedelta | None = None  # free-form only this long after the user's last message
     content: frozenset[str] = frozenset({"Text"})  # names of the content classes the driver can send
     handshake: bool = False  # answers a GET subscription handshake
+    # The outcomes classify() can return; a channel without templates never says needs_template.
+    outcomes: frozenset[Outcome] = frozenset(Outcome)
+    signed_body: bool = True  # the webhook check covers the body (False: a shared secret header only, Telegram)
+    receipt_message_id: bool = True  # receipts carry our message id (False: reconcile by provider_message_id)
 
 
 class ChannelDriver(abc.ABC):

@@ -63,6 +63,9 @@ class SendResult(MaskedRepr):
     # True when the request may have reached the provider although we saw no success (timeout, 5xx):
     # a retry can then duplicate the message, which is why our id rides along for reconciliation.
     maybe_sent: bool = False
+    # True when the provider says the recipient opted out (Twilio 21610 after STOP, a Telegram user who blocked
+    # the bot): the pipeline should revoke the recipient's consent, not only fail this message.
+    consent_revoked: bool = False
 
     @property
     def accepted(self) -> bool:

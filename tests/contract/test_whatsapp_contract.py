@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connectors.testing import ChannelDriverContract, ContractBackend, WebhookReceiver
+from connectors.testing import ContractBackend, ReceiptContract, WebhookReceiver
 from connectors.whatsapp import WhatsAppDriver
 from connectors.whatsapp_simulator import WhatsAppSimulator
 from tests.contract.whatsapp_support import (
@@ -19,16 +19,20 @@ from tests.contract.whatsapp_support import (
 )
 
 
-class TestWhatsAppInMemory(ChannelDriverContract):
+class TestWhatsAppInMemory(ReceiptContract):
     """The driver over an InMemoryTransport that answers like Meta."""
+
+    driver_class = WhatsAppDriver
 
     @pytest.fixture
     def contract_backend(self) -> ContractBackend:
         return MemoryBackend()
 
 
-class TestWhatsAppAgainstSimulator(ChannelDriverContract):
+class TestWhatsAppAgainstSimulator(ReceiptContract):
     """The driver over real HTTP on 127.0.0.1 (ephemeral ports) against the simulator and a webhook receiver."""
+
+    driver_class = WhatsAppDriver
 
     @pytest.fixture
     async def contract_backend(self) -> AsyncIterator[ContractBackend]:

@@ -9,6 +9,7 @@ import json
 import sys
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from typing import cast
 
 import pytest
 
@@ -25,7 +26,7 @@ from connectors import (
     TransportRequest,
     TransportResponse,
 )
-from connectors.testing import ChannelDriverContract, ContractBackend, WebhookCase
+from connectors.testing import ContractBackend, ReceiptContract, WebhookCase
 from tests.unit.connectors.plugins import ECHO_PROJECT
 
 SECRET = "echo-secret"
@@ -87,7 +88,19 @@ class EchoBackend(ContractBackend):
         return sign(body), body
 
 
-class TestEchoDriver(ChannelDriverContract):
+def _echo_driver_class() -> type[ChannelDriver]:
+    """The fourth-party driver class, imported from its project folder and then forgotten again."""
+    sys.path.insert(0, str(ECHO_PROJECT))
+    try:
+        return cast(type[ChannelDriver], importlib.import_module("sb_echo_driver").EchoDriver)
+    finally:
+        sys.path.remove(str(ECHO_PROJECT))
+        sys.modules.pop("sb_echo_driver", None)
+
+
+class TestEchoDriver(ReceiptContract):
+    driver_class = _echo_driver_class()
+
     @pytest.fixture
     def contract_backend(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[ContractBackend]:
         monkeypatch.syspath_prepend(str(ECHO_PROJECT))

@@ -79,3 +79,16 @@ def test_the_real_group_is_untouched_by_the_test_group() -> None:
 
 class Shadow(WhatsAppDriver):
     """A second class claiming the whatsapp channel."""
+
+
+def test_every_built_in_channel_is_registered_by_this_package() -> None:
+    from connectors.line import LineDriver
+    from connectors.messenger import MessengerDriver
+    from connectors.telegram import TelegramDriver
+    from connectors.twilio_sms import TwilioSmsDriver
+
+    built_in = {"whatsapp": WhatsAppDriver, "telegram": TelegramDriver, "line": LineDriver,
+                "messenger": MessengerDriver, "sms": TwilioSmsDriver}
+    drivers = load_drivers()
+    assert {name: drivers[name] for name in built_in} == built_in
+    assert all(get_driver(name) is driver for name, driver in built_in.items())
