@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -15,10 +13,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from bench._common import benchmark_broker, peak_rss_mb, print_machine
 from streams.tally import TallyConfig
 from switchboard.groups import wait_for_stable_group
 from switchboard.kafka_io import new_producer
-from switchboard.localkafka import cache_root, external_bootstrap, local_cluster
 from switchboard.topics import TopicSpec, ensure_topics
 from switchboard.workers import WorkerProcess
 
@@ -79,13 +77,6 @@ async def output_span(bootstrap: str, topic: str, count: int, timeout: float) ->
     return (last - (first or last)) / 1000, seen
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def bench_tally(bootstrap: str, count: int, partitions: int) -> None:
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
     state = Path(tempfile.mkdtemp(prefix="sb-bench-"))
@@ -117,20 +108,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
-    bootstrap = external_bootstrap()
-    cluster = None
-    if bootstrap is None:
-        cluster = local_cluster("bench", base_port=BENCH_PORT)
-        cluster.start(cache_root())
-        bootstrap = cluster.bootstrap_servers
-        print(f"broker: local Apache Kafka {cluster.version}, single node, same machine")
-    try:
+    print_machine()
+    with benchmark_broker("bench", BENCH_PORT) as bootstrap:
         asyncio.run(bench_tally(bootstrap, args.records, args.partitions))
-    finally:
-        if cluster is not None:
-            cluster.stop()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -23,10 +22,11 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench._common import benchmark_broker, peak_rss_mb, print_machine
 from connectors import SIGNATURE_HEADER, hub_signature
 from connectors.receiver import RAW_TOPIC
 from connectors.whatsapp import ENV_APP_SECRET, ENV_VERIFY_TOKEN
-from switchboard.localkafka import cache_root, external_bootstrap, local_cluster, project_root
+from switchboard.localkafka import project_root
 
 BENCH_PORT = 59192  # 59092, 39092 and 19092 belong to other benchmarks and clusters
 APP_SECRET = "bench-app-secret"
@@ -57,20 +57,6 @@ def status_webhook(n: int) -> bytes:
                                                      "phone_number_id": "106540352242922"},
                                         "statuses": statuses}}]}]}
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def start_receiver(bootstrap: str, prefix: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -193,21 +179,9 @@ def main() -> None:
     parser.add_argument("--py-spy", help="path to py-spy: record the receiver for 10 s while the load runs")
     parser.add_argument("--profile-out", default="/tmp/wh.txt", help="where py-spy writes (default /tmp/wh.txt)")
     args = parser.parse_args()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    bootstrap = external_bootstrap()
-    cluster = None
-    try:
-        if bootstrap is None:
-            cluster = local_cluster("bench-webhooks", base_port=BENCH_PORT)
-            cluster.start(cache_root())
-            bootstrap = cluster.bootstrap_servers
-            print(f"broker: local Apache Kafka {cluster.version}, single node, same machine ({bootstrap})")
-        else:
-            print(f"broker: KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
+    print_machine()
+    with benchmark_broker("bench-webhooks", BENCH_PORT) as bootstrap:
         bench_webhooks(bootstrap, args.requests, args.concurrency, args.py_spy, args.profile_out)
-    finally:
-        if cluster is not None:
-            cluster.stop()
 
 
 if __name__ == "__main__":
