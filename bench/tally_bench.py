@@ -20,7 +20,7 @@ from switchboard.kafka_io import new_producer
 from switchboard.topics import TopicSpec, ensure_topics
 from switchboard.workers import WorkerProcess
 
-BENCH_PORT = 59092
+BENCH_PORT = 24092  # below the ephemeral port range (32768-60999), so no client socket can hold it
 
 
 async def produce_orders(bootstrap: str, topic: str, count: int) -> None:

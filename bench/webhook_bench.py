@@ -28,7 +28,7 @@ from connectors.receiver import RAW_TOPIC
 from connectors.whatsapp import ENV_APP_SECRET, ENV_VERIFY_TOKEN
 from switchboard.localkafka import project_root
 
-BENCH_PORT = 59192  # 59092, 39092 and 19092 belong to other benchmarks and clusters
+BENCH_PORT = 24192  # 24092, 21092 and 19092 belong to other benchmarks and clusters; below the ephemeral range
 APP_SECRET = "bench-app-secret"
 READY_LINE = re.compile(r"webhook receiver on http://[^:/]+:(\d+)/")
 WARMUP = 200  # requests before the measured ones (connections, producer metadata); counted in the topic check

@@ -13,7 +13,7 @@ from streams.tally import TallyConfig
 from switchboard.localkafka import cache_root, ensure_jars, external_bootstrap, kafka_version, local_cluster
 from switchboard.workers import WorkerProcess
 
-TEST_BASE_PORT = 39092  # apart from the demo's 19092, so a demo broker and a test run can coexist
+TEST_BASE_PORT = 21092  # apart from the demo's 19092; below the ephemeral range, so no client socket holds it
 
 
 @pytest.fixture(scope="session")

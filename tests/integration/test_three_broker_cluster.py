@@ -15,7 +15,7 @@ from switchboard.kafka_io import new_producer
 from switchboard.localkafka import LocalCluster, cache_root, local_cluster
 from switchboard.topics import TopicSpec, ensure_topics
 
-BASE_PORT = 49292
+BASE_PORT = 21292  # below the ephemeral range 32768-60999, like every port we listen on
 
 
 @pytest.fixture(scope="module")
