@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors._errors import TransportError, TransportTimeout
+from connectors._errors import InvalidMessage, TransportError, TransportTimeout
 from connectors._hub import header_value
 from connectors._messages import OutboundMessage
-from connectors._privacy import mask_phone
+from connectors._privacy import MissingSecret, mask_phone
 from connectors._results import LocalErrorCode, Outcome, ProviderError, SendResult
 from connectors._transport import TransportResponse
 
@@ -24,6 +24,13 @@ def failed(message: OutboundMessage, error: ProviderError, outcome: Outcome, *, 
     """A result without a provider message id."""
     return SendResult(outcome, message.message_id, error=error, retry_after=retry_after, maybe_sent=maybe_sent,
                       consent_revoked=consent_revoked)
+
+
+def local_failure(message: OutboundMessage, error: InvalidMessage | MissingSecret) -> SendResult:
+    """The result of a send that never reached the provider: our message was invalid, or a credential is missing."""
+    if isinstance(error, InvalidMessage):
+        return failed(message, ProviderError(LocalErrorCode.INVALID_MESSAGE, str(error)), Outcome.PERMANENT_FAILURE)
+    return failed(message, ProviderError(LocalErrorCode.CREDENTIALS, str(error)), Outcome.STOP_ACCOUNT)
 
 
 async def request_or_failure(message: OutboundMessage, call: Callable[[], Awaitable[TransportResponse]]

@@ -26,6 +26,7 @@ from connectors._errors import InvalidMessage, MalformedWebhook, SignatureInvali
 from connectors._http_common import (
     failed,
     json_or_none,
+    local_failure,
     log_result,
     parse_retry_after,
     request_or_failure,
@@ -157,11 +158,8 @@ class LineDriver(ChannelDriver):
         try:
             body = json.dumps(build_send_body(message), ensure_ascii=False).encode()
             token = self.config.access_token.get()
-        except InvalidMessage as error:
-            return failed(message, ProviderError(LocalErrorCode.INVALID_MESSAGE, str(error)),
-                          Outcome.PERMANENT_FAILURE)
-        except MissingSecret as error:
-            return failed(message, ProviderError(LocalErrorCode.CREDENTIALS, str(error)), Outcome.STOP_ACCOUNT)
+        except (InvalidMessage, MissingSecret) as error:
+            return local_failure(message, error)
         headers = {"Authorization": f"Bearer {token.reveal()}", "Content-Type": "application/json",
                    RETRY_KEY_HEADER: retry_key(message.message_id)}
         answer = await request_or_failure(

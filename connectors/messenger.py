@@ -25,6 +25,7 @@ from connectors._errors import InvalidMessage, MalformedWebhook
 from connectors._http_common import (
     failed,
     json_or_none,
+    local_failure,
     log_result,
     parse_retry_after,
     request_or_failure,
@@ -158,11 +159,8 @@ class MessengerDriver(ChannelDriver):
         try:
             body = json.dumps(build_send_body(message), ensure_ascii=False).encode()
             token = self.config.page_token.get()
-        except InvalidMessage as error:
-            return failed(message, ProviderError(LocalErrorCode.INVALID_MESSAGE, str(error)),
-                          Outcome.PERMANENT_FAILURE)
-        except MissingSecret as error:
-            return failed(message, ProviderError(LocalErrorCode.CREDENTIALS, str(error)), Outcome.STOP_ACCOUNT)
+        except (InvalidMessage, MissingSecret) as error:
+            return local_failure(message, error)
         headers = {"Authorization": f"Bearer {token.reveal()}", "Content-Type": "application/json"}
         answer = await request_or_failure(
             message, lambda: self._transport.request("POST", self.messages_url, headers, body))

@@ -21,7 +21,7 @@ from typing import Any, Final, Self
 
 from connectors._driver import Capabilities, ChannelDriver, classify_local
 from connectors._errors import InvalidMessage, MalformedWebhook, SignatureInvalid, SignatureMissing
-from connectors._http_common import failed, json_or_none, log_result, request_or_failure, str_or_none
+from connectors._http_common import failed, json_or_none, local_failure, log_result, request_or_failure, str_or_none
 from connectors._hub import header_value
 from connectors._items import InboundItem, InboundMedia, NormalizedItem, UnhandledItem
 from connectors._messages import OutboundMessage, Text
@@ -131,11 +131,8 @@ class TelegramDriver(ChannelDriver):
         try:
             body = json.dumps(build_send_body(message), ensure_ascii=False).encode()
             token = self.config.bot_token.get()
-        except InvalidMessage as error:
-            return failed(message, ProviderError(LocalErrorCode.INVALID_MESSAGE, str(error)),
-                          Outcome.PERMANENT_FAILURE)
-        except MissingSecret as error:
-            return failed(message, ProviderError(LocalErrorCode.CREDENTIALS, str(error)), Outcome.STOP_ACCOUNT)
+        except (InvalidMessage, MissingSecret) as error:
+            return local_failure(message, error)
         # The token is part of the URL: the URL is never logged, and transport errors do not carry it.
         url = f"{self.config.base_url.rstrip('/')}/bot{token.reveal()}/sendMessage"
         answer = await request_or_failure(

@@ -28,7 +28,14 @@ from urllib.parse import parse_qsl, urlencode
 
 from connectors._driver import Capabilities, ChannelDriver, classify_local, retry_by_http_status
 from connectors._errors import InvalidMessage, MalformedWebhook, SignatureInvalid, SignatureMissing
-from connectors._http_common import failed, json_or_none, log_result, parse_retry_after, request_or_failure
+from connectors._http_common import (
+    failed,
+    json_or_none,
+    local_failure,
+    log_result,
+    parse_retry_after,
+    request_or_failure,
+)
 from connectors._hub import header_value
 from connectors._items import InboundItem, InboundMedia, NormalizedItem, ReceiptItem, ReceiptStatus, UnhandledItem
 from connectors._messages import OutboundMessage, Text
@@ -165,11 +172,8 @@ class TwilioSmsDriver(ChannelDriver):
         try:
             body = urlencode(build_send_form(message, self.config.webhook_url)).encode()
             sid, token = self.config.account_sid.get().reveal(), self.config.auth_token.get()
-        except InvalidMessage as error:
-            return failed(message, ProviderError(LocalErrorCode.INVALID_MESSAGE, str(error)),
-                          Outcome.PERMANENT_FAILURE)
-        except MissingSecret as error:
-            return failed(message, ProviderError(LocalErrorCode.CREDENTIALS, str(error)), Outcome.STOP_ACCOUNT)
+        except (InvalidMessage, MissingSecret) as error:
+            return local_failure(message, error)
         basic = base64.b64encode(f"{sid}:{token.reveal()}".encode()).decode()
         headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded",
                    "Accept": "application/json"}

@@ -11,6 +11,7 @@ from typing import Any, Final, Self
 
 from connectors._driver import Capabilities, ChannelDriver
 from connectors._errors import InvalidMessage, TransportError, TransportTimeout
+from connectors._http_common import failed, local_failure, str_or_none
 from connectors._hub import answer_hub_challenge, header_value, verify_hub_signature
 from connectors._items import NormalizedItem, ReceiptStatus
 from connectors._messages import OutboundMessage
@@ -110,11 +111,8 @@ class WhatsAppDriver(ChannelDriver):
         try:
             body = json.dumps(build_send_body(message), ensure_ascii=False).encode()
             token = self.config.access_token.get()
-        except InvalidMessage as error:
-            invalid = ProviderError(LocalErrorCode.INVALID_MESSAGE, str(error))
-            return _failed(message, invalid, Outcome.PERMANENT_FAILURE)
-        except MissingSecret as error:
-            return _failed(message, ProviderError(LocalErrorCode.CREDENTIALS, str(error)), Outcome.STOP_ACCOUNT)
+        except (InvalidMessage, MissingSecret) as error:
+            return local_failure(message, error)
         result = await self._attempt(message, body, token)
         if result.error is not None and result.error.code == _TOKEN_EXPIRED:
             fresh = self.config.access_token.get()
@@ -128,7 +126,7 @@ class WhatsAppDriver(ChannelDriver):
             response = await self._transport.request("POST", self.messages_url(message.sender), headers, body)
         except TransportError as error:
             code = LocalErrorCode.TIMEOUT if isinstance(error, TransportTimeout) else LocalErrorCode.NETWORK
-            return _failed(message, ProviderError(code, str(error)), Outcome.RETRY_LATER, maybe_sent=error.maybe_sent)
+            return failed(message, ProviderError(code, str(error)), Outcome.RETRY_LATER, maybe_sent=error.maybe_sent)
         return self._read(message, response)
 
     def _read(self, message: OutboundMessage, response: TransportResponse) -> SendResult:
@@ -138,7 +136,7 @@ class WhatsAppDriver(ChannelDriver):
         error = _provider_error(payload, response.status)
         retry_after = retry_after_for(error) or _retry_after_header(response.headers)
         # A 5xx can come after Meta queued the message; say so, the receipts will tell.
-        return _failed(message, error, self.classify(error), retry_after=retry_after, maybe_sent=response.status >= 500)
+        return failed(message, error, self.classify(error), retry_after=retry_after, maybe_sent=response.status >= 500)
 
     def classify(self, error: ProviderError) -> Outcome:
         """Meta's code through WHATSAPP_ERROR_CODES; unknown codes by is_transient, then by HTTP status."""
@@ -166,10 +164,10 @@ def _accepted(message: OutboundMessage, payload: Any, status: int) -> SendResult
     sent = _first(payload, "messages")
     if not sent.get("id"):
         error = ProviderError(LocalErrorCode.BAD_RESPONSE, "success without messages[0].id", http_status=status)
-        return _failed(message, error, Outcome.RETRY_LATER, maybe_sent=True)
+        return failed(message, error, Outcome.RETRY_LATER, maybe_sent=True)
     wa_id = _first(payload, "contacts").get("wa_id")
-    return SendResult(Outcome.ACCEPTED, message.message_id, str(sent["id"]), _str_or_none(wa_id),
-                      _str_or_none(sent.get("message_status")))
+    return SendResult(Outcome.ACCEPTED, message.message_id, str(sent["id"]), str_or_none(wa_id),
+                      str_or_none(sent.get("message_status")))
 
 
 def _first(payload: Any, key: str) -> dict[str, Any]:
@@ -177,15 +175,6 @@ def _first(payload: Any, key: str) -> dict[str, Any]:
     items = payload.get(key) if isinstance(payload, dict) else None
     first = items[0] if isinstance(items, list) and items else None
     return first if isinstance(first, dict) else {}
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _failed(message: OutboundMessage, error: ProviderError, outcome: Outcome, *,
-            retry_after: float | None = None, maybe_sent: bool = False) -> SendResult:
-    return SendResult(outcome, message.message_id, error=error, retry_after=retry_after, maybe_sent=maybe_sent)
 
 
 def _provider_error(payload: Any, status: int) -> ProviderError:
@@ -198,10 +187,10 @@ def _provider_error(payload: Any, status: int) -> ProviderError:
     return ProviderError(
         code=str(body["code"]),
         message=str(body.get("message", "")),
-        details=_str_or_none(data.get("details")),
+        details=str_or_none(data.get("details")),
         http_status=status,
         is_transient=transient if isinstance(transient, bool) else None,
-        trace_id=_str_or_none(body.get("fbtrace_id")),
+        trace_id=str_or_none(body.get("fbtrace_id")),
     )
 
 
