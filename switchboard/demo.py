@@ -11,10 +11,10 @@ from typing import Any
 
 from streams.tally import TallyConfig
 from switchboard.errors import SwitchboardError
-from switchboard.kafka_io import collect_json, produce_json
+from switchboard.kafka_io import produce_json
 from switchboard.localkafka import LocalCluster, cache_root, external_bootstrap, local_cluster, project_root
 from switchboard.topics import ensure_topics
-from switchboard.workers import WorkerProcess
+from switchboard.workers import WorkerProcess, await_tallies
 
 CUSTOMERS = ["acme-001", "globex-002", "initech-003"]
 
@@ -63,14 +63,8 @@ def _run_scenario(config: TallyConfig, worker: WorkerProcess, messages: int) -> 
     asyncio.run(produce_json(config.bootstrap, config.orders_topic, orders))
     print(f"Sent {len(orders)} orders to {config.orders_topic}; waiting for the worker's tallies...")
     wanted = {order["order_id"] for _, order in orders}
-
-    def all_tallied(seen: list[dict[str, Any]]) -> bool:
-        if not worker.is_running():
-            raise SwitchboardError(f"the worker exited early; its log ends with:\n{worker.log_tail()}")
-        return wanted <= {t["order_id"] for t in seen}
-
     try:
-        tallies = asyncio.run(collect_json(config.bootstrap, config.tallies_topic, all_tallied, timeout=120))
+        tallies = asyncio.run(await_tallies(config, wanted, [worker], timeout=120))
     except TimeoutError as error:
         raise SwitchboardError(f"{error}\nworker log tail:\n{worker.log_tail()}") from error
     _print_report(orders, tallies)

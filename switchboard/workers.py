@@ -6,9 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from streams.tally import TallyConfig
+from switchboard.errors import SwitchboardError
+from switchboard.kafka_io import collect_json
 
 GRACEFUL_STOP_SECONDS = 30.0
 
@@ -61,3 +65,21 @@ class WorkerProcess:
                 "--topic-prefix", c.topic_prefix, "--data-dir", c.data_dir, "--name", c.worker_name,
                 "--partitions", str(c.partitions), "--replication", str(c.replication),
                 "--web-host", c.web_host, *(["--web-port", str(c.web_port)] if c.web_port else [])]
+
+
+class WorkerExited(SwitchboardError):
+    """A worker stopped while its output was still awaited."""
+
+
+async def await_tallies(config: TallyConfig, order_ids: set[str], workers: Sequence[WorkerProcess],
+                        timeout: float) -> list[dict[str, Any]]:
+    """Every tally on the output topic, once each order id has one; WorkerExited if a worker stops first."""
+
+    def all_tallied(values: list[dict[str, Any]]) -> bool:
+        for worker in workers:
+            if not worker.is_running():
+                raise WorkerExited(f"worker {worker.config.worker_name} exited; its log ends with:\n"
+                                   f"{worker.log_tail()}")
+        return order_ids <= {value["order_id"] for value in values}
+
+    return await collect_json(config.bootstrap, config.tallies_topic, all_tallied, timeout=timeout)

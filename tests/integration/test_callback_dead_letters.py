@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime
-from typing import Any
-
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from connectors import InMemoryTransport, Secret, TransportRequest, TransportResponse
 from connectors.callback_deadletters import KafkaDeadLetterSink
 from connectors.callbacks import CallbackDispatcher, CallbackEvent, CallbackTarget
 from streams.policies import RetryPolicy
+from switchboard.kafka_io import collect_json
 
 
 def _refuse(request: TransportRequest) -> TransportResponse:
@@ -36,24 +34,11 @@ async def test_refused_callbacks_land_on_the_dead_letter_topic_in_order(kafka_bo
     finally:
         await sink.stop()
 
-    letters = await _read(kafka_bootstrap, sink.topic, 3)
+    # One key, so one partition: the order read is the order written.
+    letters = await collect_json(kafka_bootstrap, sink.topic, lambda seen: len(seen) >= 3, timeout=30)
     causes = [(letter["event"]["sequence"], letter["cause"]) for letter in letters]
     assert causes == [(0, "rejected"), (1, "skipped"), (2, "skipped")]
     assert letters[0]["last_status"] == 410
     assert all(letter["target_url"] == "https://crm.example/hooks" for letter in letters)
     assert "s3cret-value" not in json.dumps(letters)
 
-
-async def _read(bootstrap: str, topic: str, count: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        while len(records) < count:
-            batches = await consumer.getmany(timeout_ms=10_000)
-            assert batches, f"only {len(records)} of {count} dead letters arrived"
-            records.extend(r for batch in batches.values() for r in batch)
-    finally:
-        await consumer.stop()
-    records.sort(key=lambda r: (r.partition, r.offset))  # one key, so one partition: this is their order
-    return [json.loads(r.value) for r in records]

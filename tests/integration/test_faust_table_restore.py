@@ -10,9 +10,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.tally import TallyConfig
-from switchboard.kafka_io import collect_json, produce_json
+from switchboard.kafka_io import produce_json
 from switchboard.topics import ensure_topics
-from switchboard.workers import WorkerProcess
+from switchboard.workers import WorkerProcess, await_tallies
 
 CUSTOMERS = ["c-ana", "c-bruno", "c-carla"]
 
@@ -25,12 +25,7 @@ def _orders(start: int, count: int) -> list[tuple[str, dict[str, Any]]]:
 async def _tallies_for(config: TallyConfig, orders: list[tuple[str, dict[str, Any]]],
                        worker: WorkerProcess) -> dict[str, dict[str, Any]]:
     wanted = {order["order_id"] for _, order in orders}
-
-    def seen_all(values: list[dict[str, Any]]) -> bool:
-        assert worker.is_running(), f"worker died:\n{worker.log_tail()}"
-        return wanted <= {v["order_id"] for v in values}
-
-    values = await collect_json(config.bootstrap, config.tallies_topic, seen_all, timeout=120)
+    values = await await_tallies(config, wanted, [worker], timeout=120)
     return {v["order_id"]: v for v in values if v["order_id"] in wanted}
 
 

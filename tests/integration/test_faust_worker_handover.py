@@ -9,9 +9,9 @@ from typing import Any
 
 from streams.tally import TallyConfig
 from switchboard.groups import wait_for_stable_group
-from switchboard.kafka_io import collect_json, produce_json
+from switchboard.kafka_io import produce_json
 from switchboard.topics import ensure_topics
-from switchboard.workers import WorkerProcess
+from switchboard.workers import WorkerProcess, await_tallies
 
 PARTITIONS = 6
 CUSTOMERS = [f"cust-{n:02d}" for n in range(30)]
@@ -28,11 +28,7 @@ def _ids(orders: Orders) -> set[str]:
 
 
 async def _until_all_tallied(config: TallyConfig, orders: Orders, alive: list[WorkerProcess]) -> list[dict[str, Any]]:
-    def done(values: list[dict[str, Any]]) -> bool:
-        assert all(w.is_running() for w in alive), "\n".join(w.log_tail() for w in alive)
-        return _ids(orders) <= {v["order_id"] for v in values}
-
-    return await collect_json(config.bootstrap, config.tallies_topic, done, timeout=180)
+    return await await_tallies(config, _ids(orders), alive, timeout=180)
 
 
 async def test_two_workers_split_partitions_and_survivor_takes_over(
