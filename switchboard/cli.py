@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_topics(commands)
     _add_config(commands)
     _add_receiver(commands)
+    _add_ingest(commands)
     simulator = commands.add_parser("simulator", add_help=False,
                                     help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
     simulator.set_defaults(handler=_simulator)
@@ -180,6 +181,35 @@ def _receiver(args: argparse.Namespace) -> int:
     asyncio.run(run_receiver(bootstrap, host=args.host, port=args.port, channels=args.channels or ["whatsapp"],
                              prefix=args.topic_prefix, partitions=args.partitions))
     return 0
+
+
+def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ingest = commands.add_parser("ingest", help="serve POST /v1/events for ERP systems, producing to Kafka")
+    ingest.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    ingest.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 behind a load balancer)")
+    ingest.add_argument("--port", type=int, default=8090, help="port to bind (0: an ephemeral one)")
+    ingest.add_argument("--topic-prefix", default="", help="prefix for sb.events.business")
+    ingest.add_argument("--clients-file", help="clients JSON or secrets folder (default: SWITCHBOARD_INGEST_CLIENTS)")
+    ingest.set_defaults(handler=_ingest)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from connectors.ingest import load_clients, run_ingest
+    from switchboard.config import default_path, load
+
+    clients = load_clients(Path(args.clients_file) if args.clients_file else None)
+    clients.check_secrets()  # before any network: a missing secret is a set-up error, not a 500 later
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    streams = load(default_path()).streams
+    asyncio.run(run_ingest(bootstrap, clients, host=args.host, port=args.port, prefix=args.topic_prefix,
+                           partitions=streams.partitions, replication=streams.replication))
+    return 0
+
 
 
 if __name__ == "__main__":
