@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_kafka(commands)
     _add_demo(commands)
+    _add_callbacks(commands)
     _add_worker(commands)
     _add_topics(commands)
     _add_config(commands)
@@ -156,6 +157,29 @@ def _topics(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(bootstrap, specs))
     for spec in specs:
         print(f"{spec.name}: {spec.partitions} partitions, retention forever")
+    return 0
+
+
+def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    callbacks = commands.add_parser("callbacks", help="POST message status events from Kafka to tenants' callback URLs")
+    callbacks.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    callbacks.add_argument("--topic-prefix", default="", help="prefix for sb.events.* and sb.deadletters")
+    callbacks.add_argument("--group", default="switchboard-callbacks", help="consumer group of the message topic")
+    callbacks.add_argument("--secrets-dir", help="signing secrets in DIR/callbacks/<tenant id> (env vars win)")
+    callbacks.set_defaults(handler=_callbacks)
+
+
+def _callbacks(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from connectors.callback_feeder import FeederConfig, run_callback_feeder
+
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
+    asyncio.run(run_callback_feeder(FeederConfig(bootstrap, args.topic_prefix, args.group, secrets_dir)))
     return 0
 
 
