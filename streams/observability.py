@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,12 +21,10 @@ class StageMetrics:
 
     def __init__(self, stage: str, registry: CollectorRegistry) -> None:
         self.stage = stage
-        self._events = Counter("switchboard_stage_events_total", "Events processed by a stage",
-                               ["stage"], registry=registry).labels(stage)
-        self._errors = Counter("switchboard_stage_errors_total", "Events a stage failed to process",
-                               ["stage"], registry=registry).labels(stage)
-        self._duration = Histogram("switchboard_stage_duration_seconds", "Time to process one event",
-                                   ["stage"], registry=registry).labels(stage)
+        events, errors, duration = _stage_families(registry)
+        self._events = events.labels(stage)
+        self._errors = errors.labels(stage)
+        self._duration = duration.labels(stage)
 
     @contextmanager
     def observe(self) -> Iterator[None]:
@@ -38,6 +37,23 @@ class StageMetrics:
             raise
         self._events.inc()
         self._duration.observe(time.perf_counter() - started)
+
+
+_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Counter, Counter, Histogram]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _stage_families(registry: CollectorRegistry) -> tuple[Counter, Counter, Histogram]:
+    """One set of metric families per registry, shared by its stages (a family may be registered once)."""
+    if registry not in _FAMILIES:
+        _FAMILIES[registry] = (
+            Counter("switchboard_stage_events_total", "Events processed by a stage", ["stage"], registry=registry),
+            Counter("switchboard_stage_errors_total", "Events a stage failed to process", ["stage"],
+                    registry=registry),
+            Histogram("switchboard_stage_duration_seconds", "Time to process one event", ["stage"],
+                      registry=registry),
+        )
+    return _FAMILIES[registry]
 
 
 class ConsumerLagCollector:

@@ -44,6 +44,13 @@ class TallyConfig:
     def table_name(self) -> str:
         return f"{self.topic_prefix}customer-totals"
 
+    def command_line(self) -> list[str]:
+        """The `switchboard` arguments that run this worker."""
+        return ["worker", "--bootstrap", self.bootstrap, "--app-id", self.app_id, "--topic-prefix", self.topic_prefix,
+                "--data-dir", self.data_dir, "--name", self.worker_name, "--partitions", str(self.partitions),
+                "--replication", str(self.replication), "--web-host", self.web_host,
+                *(["--web-port", str(self.web_port)] if self.web_port else [])]
+
     def topic_specs(self) -> list[TopicSpec]:
         """Input and output topics; faust creates the table's compacted changelog itself."""
         return [

@@ -65,6 +65,9 @@ class ChannelConfig:
     tenant: str
     provider: str
     senders: tuple[Sender, ...]
+    # The driver plugin (entry point in `switchboard.channels`) and its plain settings; secrets stay in the environment.
+    driver: str = ""
+    settings: tuple[tuple[str, str], ...] = ()
 
     def sender(self, sender_id: str) -> Sender | None:
         return next((sender for sender in self.senders if sender.id == sender_id), None)
@@ -77,6 +80,9 @@ class TemplateRef:
     name: str
     category: TemplateCategory
     parameters: tuple[str, ...]
+    # Languages the template is approved in; a request's locale falls back along pt_BR -> pt -> default_locale.
+    locales: tuple[str, ...] = ("en",)
+    default_locale: str = "en"
 
 
 @dataclass(frozen=True)

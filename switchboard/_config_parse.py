@@ -35,6 +35,8 @@ SECTIONS = ("streams", "demo", "tenants", "channels", "templates", "triggers", "
             "defaults")
 
 # A trigger's variable is a path into the data it sees, not an expression: nothing is evaluated.
+# Setting names that hold a secret's value; allowed only as `*_env` (the name of the variable holding it).
+_SECRET_LIKE = re.compile(r"token|secret|password|key", re.IGNORECASE)
 _VARIABLE_PATH = re.compile(r"(event|customer|tenant)(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
@@ -131,7 +133,7 @@ def _tenants(read: Reader, value: Any) -> tuple[Tenant, ...]:
 def _channels(read: Reader, value: Any, tenant_ids: set[str]) -> tuple[ChannelConfig, ...]:
     channels, seen = [], set[str]()
     for key, entry in _entries(read, "channels", value):
-        values = read.table(key, entry, ("id", "kind", "tenant", "provider", "senders"),
+        values = read.table(key, entry, ("id", "kind", "tenant", "provider", "senders", "driver", "settings"),
                             required=("id", "kind", "tenant", "provider", "senders"))
         kind = read.choice(child(key, "kind"), values["kind"], Channel, exclude=(Channel.UNKNOWN,))
         channels.append(ChannelConfig(
@@ -141,8 +143,22 @@ def _channels(read: Reader, value: Any, tenant_ids: set[str]) -> tuple[ChannelCo
                           "tenant"),
             provider=read.name(child(key, "provider"), values["provider"]),
             senders=_senders(read, child(key, "senders"), values["senders"], kind),
+            driver=read.name(child(key, "driver"), values.get("driver", kind.value)),
+            settings=_settings(read, child(key, "settings"), values.get("settings", {})),
         ))
     return tuple(channels)
+
+
+def _settings(read: Reader, key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """A driver's plain settings: strings only, and never a secret (those are named by `*_env` keys)."""
+    settings = read.mapping(key, value)
+    for name, setting in settings.items():
+        if not isinstance(setting, str):
+            raise read.error(child(key, name), f"must be a string, not {setting!r}")
+        if _SECRET_LIKE.search(name) and not name.endswith("_env"):
+            raise read.error(child(key, name), "looks like a secret: put it in the environment and name the "
+                                               "variable with a `*_env` setting")
+    return tuple(sorted(settings.items()))
 
 
 def _senders(read: Reader, key: str, value: Any, kind: Channel) -> tuple[Sender, ...]:
@@ -171,11 +187,18 @@ def _sender(read: Reader, key: str, entry: Any, kind: Channel, seen: set[str]) -
 def _templates(read: Reader, value: Any) -> tuple[TemplateRef, ...]:
     templates, seen = [], set[str]()
     for key, entry in _entries(read, "templates", value):
-        values = read.table(key, entry, ("name", "category", "parameters"), required=("name", "category"))
+        values = read.table(key, entry, ("name", "category", "parameters", "locales", "default_locale"),
+                            required=("name", "category"))
+        locales = read.names(child(key, "locales"), values.get("locales", ["en"]))
+        default_locale = read.string(child(key, "default_locale"), values.get("default_locale", locales[0]))
+        if default_locale not in locales:
+            raise read.error(child(key, "default_locale"), f"must be one of the template's locales {list(locales)}")
         templates.append(TemplateRef(
             name=_unique(read, child(key, "name"), read.name(child(key, "name"), values["name"]), seen),
             category=read.choice(child(key, "category"), values["category"], TemplateCategory),
             parameters=read.names(child(key, "parameters"), values.get("parameters", [])),
+            locales=locales,
+            default_locale=default_locale,
         ))
     return tuple(templates)
 

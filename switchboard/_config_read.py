@@ -17,7 +17,7 @@ from switchboard._config_model import ConfigError
 E = TypeVar("E", bound=Enum)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?")
 
 
 def child(key: str, name: str) -> str:
@@ -108,8 +108,8 @@ class Reader:
     def clock(self, key: str, value: Any) -> time:
         match = _CLOCK.fullmatch(value) if isinstance(value, str) else None
         if match is None:
-            raise self.error(key, f"must be a time of day as HH:MM (00:00-23:59), not {value!r}")
-        return time(int(match.group(1)), int(match.group(2)))
+            raise self.error(key, f"must be a time of day as HH:MM or HH:MM:SS (00:00-23:59:59), not {value!r}")
+        return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
     def zone(self, key: str, value: Any) -> str:
         text = self.string(key, value)

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_callbacks(commands)
     _add_worker(commands)
+    _add_pipeline(commands)
     _add_topics(commands)
     _add_config(commands)
     _add_receiver(commands)
@@ -109,6 +110,31 @@ def _worker(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions,
                          replication=args.replication, web_host=args.web_host, web_port=args.web_port)
     return run_worker(config)
+
+
+def _add_pipeline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pipeline = commands.add_parser("pipeline", help="run a message-pipeline worker (triggers, writer, dispatcher)")
+    pipeline.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    pipeline.add_argument("--config", default="pipeline.toml", help="the pipeline declaration (reloaded on change)")
+    pipeline.add_argument("--app-id", default="switchboard-pipeline", help="consumer group and changelog prefix")
+    pipeline.add_argument("--topic-prefix", default="", help="prefix for every topic (tests use a unique one)")
+    pipeline.add_argument("--data-dir", required=True, help="local RocksDB state directory")
+    pipeline.add_argument("--name", default="pipeline-1", help="worker name, in logs and dead letters")
+    pipeline.add_argument("--partitions", type=int, default=6, help="partitions of every keyed topic")
+    pipeline.add_argument("--replication", type=int, default=-1, help="copies of each topic; -1: min(3, brokers)")
+    pipeline.add_argument("--web-host", default="127.0.0.1", help="address of /healthz, /readyz and /metrics")
+    pipeline.add_argument("--web-port", type=int, help="port of /healthz, /readyz and /metrics (default: none)")
+    pipeline.set_defaults(handler=_pipeline)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from streams.pipeline.app import PipelineSettings, run_pipeline
+
+    settings = PipelineSettings(bootstrap=args.bootstrap, config_path=args.config, app_id=args.app_id,
+                                topic_prefix=args.topic_prefix, data_dir=args.data_dir, worker_name=args.name,
+                                partitions=args.partitions, replication=args.replication, web_host=args.web_host,
+                                web_port=args.web_port)
+    return run_pipeline(settings)
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -233,7 +259,6 @@ def _ingest(args: argparse.Namespace) -> int:
     asyncio.run(run_ingest(bootstrap, clients, host=args.host, port=args.port, prefix=args.topic_prefix,
                            partitions=streams.partitions, replication=streams.replication))
     return 0
-
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def _kafka() -> tuple[str, LocalCluster | None]:
     return cluster.bootstrap_servers, cluster
 
 
-def _run_scenario(config: TallyConfig, worker: WorkerProcess, messages: int) -> None:
+def _run_scenario(config: TallyConfig, worker: WorkerProcess[TallyConfig], messages: int) -> None:
     asyncio.run(ensure_topics(config.bootstrap, config.topic_specs()))
     worker.start()
     orders = sample_orders(messages)
@@ -83,7 +83,7 @@ def _print_report(orders: list[tuple[str, dict[str, Any]]], tallies: list[dict[s
     print(f"\nProcessed {len(orders)} of {len(orders)} orders end to end.")
 
 
-def _shutdown(worker: WorkerProcess, cluster: LocalCluster | None, keep_broker: bool) -> None:
+def _shutdown(worker: WorkerProcess[TallyConfig], cluster: LocalCluster | None, keep_broker: bool) -> None:
     if worker.is_running():
         worker.stop()
     if cluster is not None and not keep_broker:

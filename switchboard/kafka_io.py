@@ -41,10 +41,21 @@ async def collect_json(
     timeout: float = 60.0,
 ) -> list[dict[str, Any]]:
     """Reads a topic from the start until `done(values)` holds; raises TimeoutError with what it saw otherwise."""
+    return await collect(bootstrap, topic, done, json.loads, timeout)
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[Any]], bool],
+    read: Callable[[bytes], Any],
+    timeout: float = 60.0,
+) -> list[Any]:
+    """Reads a topic from the start, each value through `read`, until `done(values)` holds (else TimeoutError)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
-    values: list[dict[str, Any]] = []
+    values: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
         while not done(values):
@@ -52,7 +63,7 @@ async def collect_json(
             if remaining <= 0:
                 raise TimeoutError(f"{topic}: condition not met after {timeout:.0f}s; saw {len(values)} records")
             batches = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
-            values.extend(json.loads(r.value) for records in batches.values() for r in records)
+            values.extend(read(r.value) for records in batches.values() for r in records)
     finally:
         await consumer.stop()
     return values

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from streams.tally import TallyConfig
 from switchboard.errors import SwitchboardError
@@ -17,10 +17,22 @@ from switchboard.kafka_io import collect_json
 GRACEFUL_STOP_SECONDS = 30.0
 
 
-class WorkerProcess:
-    """One `switchboard worker` process; its output goes to a log file next to its state."""
+class WorkerSpec(Protocol):
+    """What a worker process is started from: its name and its command line (TallyConfig, PipelineSettings)."""
 
-    def __init__(self, config: TallyConfig, log_file: Path) -> None:
+    @property
+    def worker_name(self) -> str: ...
+
+    def command_line(self) -> list[str]: ...
+
+
+Spec = TypeVar("Spec", bound=WorkerSpec)
+
+
+class WorkerProcess(Generic[Spec]):
+    """One worker process (`switchboard worker` or `switchboard pipeline`); its output goes to a log file."""
+
+    def __init__(self, config: Spec, log_file: Path) -> None:
         self.config = config
         self.log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
@@ -28,7 +40,8 @@ class WorkerProcess:
     def start(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            self._process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+            command = [sys.executable, "-m", "switchboard.cli", *self.config.command_line()]
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                              stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def stop(self) -> int:
@@ -59,19 +72,15 @@ class WorkerProcess:
             raise RuntimeError("worker was never started")
         return self._process
 
-    def _command(self) -> list[str]:
-        c = self.config
-        return [sys.executable, "-m", "switchboard.cli", "worker", "--bootstrap", c.bootstrap, "--app-id", c.app_id,
-                "--topic-prefix", c.topic_prefix, "--data-dir", c.data_dir, "--name", c.worker_name,
-                "--partitions", str(c.partitions), "--replication", str(c.replication),
-                "--web-host", c.web_host, *(["--web-port", str(c.web_port)] if c.web_port else [])]
+
+TallyWorker = WorkerProcess[TallyConfig]
 
 
 class WorkerExited(SwitchboardError):
     """A worker stopped while its output was still awaited."""
 
 
-async def await_tallies(config: TallyConfig, order_ids: set[str], workers: Sequence[WorkerProcess],
+async def await_tallies(config: TallyConfig, order_ids: set[str], workers: Sequence[WorkerProcess[TallyConfig]],
                         timeout: float) -> list[dict[str, Any]]:
     """Every tally on the output topic, once each order id has one; WorkerExited if a worker stops first."""
 

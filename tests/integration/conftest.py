@@ -11,7 +11,7 @@ import pytest
 
 from streams.tally import TallyConfig
 from switchboard.localkafka import cache_root, ensure_jars, external_bootstrap, kafka_version, local_cluster
-from switchboard.workers import WorkerProcess
+from switchboard.workers import TallyWorker, WorkerProcess
 
 TEST_BASE_PORT = 21092  # apart from the demo's 19092; below the ephemeral range, so no client socket holds it
 
@@ -68,11 +68,11 @@ def kafka_libs(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[TallyConfig], WorkerProcess]]:
+def start_worker(tmp_path: Path) -> Iterator[Callable[[TallyConfig], TallyWorker]]:
     """Starts tally workers for a test and makes sure none outlives it, whatever the test's outcome."""
-    started: list[WorkerProcess] = []
+    started: list[TallyWorker] = []
 
-    def start(config: TallyConfig) -> WorkerProcess:
+    def start(config: TallyConfig) -> TallyWorker:
         worker = WorkerProcess(config, tmp_path / f"{config.worker_name}.log")
         worker.start()
         started.append(worker)

@@ -12,7 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from streams.tally import TallyConfig
 from switchboard.kafka_io import produce_json
 from switchboard.topics import ensure_topics
-from switchboard.workers import WorkerProcess, await_tallies
+from switchboard.workers import TallyWorker, await_tallies
 
 CUSTOMERS = ["c-ana", "c-bruno", "c-carla"]
 
@@ -23,14 +23,14 @@ def _orders(start: int, count: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def _tallies_for(config: TallyConfig, orders: list[tuple[str, dict[str, Any]]],
-                       worker: WorkerProcess) -> dict[str, dict[str, Any]]:
+                       worker: TallyWorker) -> dict[str, dict[str, Any]]:
     wanted = {order["order_id"] for _, order in orders}
     values = await await_tallies(config, wanted, [worker], timeout=120)
     return {v["order_id"]: v for v in values if v["order_id"] in wanted}
 
 
 async def test_table_restored_from_changelog_into_empty_state_dir(
-    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_worker: Callable[[TallyConfig], WorkerProcess]
+    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_worker: Callable[[TallyConfig], TallyWorker]
 ) -> None:
     first = TallyConfig(bootstrap=kafka_bootstrap, data_dir=str(tmp_path / "state-a"), app_id=f"{unique_prefix}app",
                         topic_prefix=unique_prefix, worker_name="a", partitions=3)

@@ -11,7 +11,7 @@ from streams.tally import TallyConfig
 from switchboard.groups import wait_for_stable_group
 from switchboard.kafka_io import produce_json
 from switchboard.topics import ensure_topics
-from switchboard.workers import WorkerProcess, await_tallies
+from switchboard.workers import TallyWorker, await_tallies
 
 PARTITIONS = 6
 CUSTOMERS = [f"cust-{n:02d}" for n in range(30)]
@@ -27,12 +27,12 @@ def _ids(orders: Orders) -> set[str]:
     return {order["order_id"] for _, order in orders}
 
 
-async def _until_all_tallied(config: TallyConfig, orders: Orders, alive: list[WorkerProcess]) -> list[dict[str, Any]]:
+async def _until_all_tallied(config: TallyConfig, orders: Orders, alive: list[TallyWorker]) -> list[dict[str, Any]]:
     return await await_tallies(config, _ids(orders), alive, timeout=180)
 
 
 async def test_two_workers_split_partitions_and_survivor_takes_over(
-    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_worker: Callable[[TallyConfig], WorkerProcess]
+    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_worker: Callable[[TallyConfig], TallyWorker]
 ) -> None:
     def config(name: str) -> TallyConfig:
         # A nested, not yet existing state directory: the worker must create its parents itself.

@@ -15,7 +15,7 @@ import aiohttp
 from streams.tally import TallyConfig
 from switchboard.kafka_io import collect_json, produce_json
 from switchboard.topics import ensure_topics
-from switchboard.workers import WorkerProcess
+from switchboard.workers import TallyWorker
 
 
 def _free_port() -> int:
@@ -32,7 +32,7 @@ async def _status(session: aiohttp.ClientSession, url: str) -> int:
         return 0  # not listening yet
 
 
-async def _until_ready(url: str, worker: WorkerProcess, timeout: float = 90.0) -> None:
+async def _until_ready(url: str, worker: TallyWorker, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while await _status(session, f"{url}/readyz") != 200:
@@ -42,7 +42,7 @@ async def _until_ready(url: str, worker: WorkerProcess, timeout: float = 90.0) -
 
 
 async def test_worker_serves_health_readiness_and_metrics(
-    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_worker: Callable[[TallyConfig], WorkerProcess]
+    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_worker: Callable[[TallyConfig], TallyWorker]
 ) -> None:
     port = _free_port()
     config = TallyConfig(bootstrap=kafka_bootstrap, data_dir=str(tmp_path / "state"), app_id=f"{unique_prefix}app",

@@ -1,0 +1,81 @@
+"""Commands to the pipeline's two keyed stages: JSON records on sb.commands (by contact) and sb.dispatch (by sender)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from switchboard.errors import SwitchboardError
+
+__all__ = [
+    "COMMAND_KINDS",
+    "COMMAND_VERSION",
+    "JOB_KINDS",
+    "PRIORITIES",
+    "CommandError",
+    "check_command",
+    "check_job",
+    "priority_rank",
+]
+
+COMMAND_VERSION: Final = 1
+# What reaches the contact writer (sb.commands, key contact id):
+#   request  -- a client or the API asks for a message
+#   contact  -- the contact's addresses and attributes (first_name, tags...), from the ERP/CRM
+#   trigger  -- a business event matched a trigger's event type; the writer checks its condition with the
+#               contact's attributes (only it has them) and makes the request
+#   consent  -- an opt-in or opt-out decision (grant | revoke) for a channel and category
+#   inbound  -- the contact wrote to us (opens the 24-hour window; STOP revokes consent)
+#   receipt  -- a provider receipt, normalised from a webhook (sent | delivered | read | failed)
+#   outcome  -- what the dispatcher's send attempt came to
+#   tick     -- the partition's clock: due timers (quiet hours over, retry due, deadline passed) fire
+COMMAND_KINDS: Final = frozenset({"request", "contact", "trigger", "consent", "inbound", "receipt", "outcome", "tick"})
+# What reaches the dispatcher (sb.dispatch, key sender account "<channel>/<sender>"): a send job, or a tick.
+JOB_KINDS: Final = frozenset({"send", "tick"})
+# Lanes: transactional traffic is never stuck behind a marketing backlog (lower rank goes first).
+PRIORITIES: Final = ("high", "normal", "low")
+
+_REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    "request": ("command_id", "tenant", "contact_id", "contact", "message"),
+    "contact": ("command_id", "tenant", "contact_id", "contact"),
+    "trigger": ("command_id", "tenant", "contact_id", "trigger", "event_type", "event"),
+    "consent": ("command_id", "tenant", "contact_id", "action", "channel", "category"),
+    "inbound": ("command_id", "tenant", "contact_id", "channel", "provider_message_id", "address", "at"),
+    "receipt": ("command_id", "contact_id", "message_id", "status", "provider_message_id", "at"),
+    "outcome": ("command_id", "contact_id", "message_id", "attempt", "outcome"),
+    "tick": ("at",),
+    "send": ("message_id", "contact_id", "tenant", "attempt", "channel", "sender", "address", "content", "priority"),
+}
+
+
+class CommandError(SwitchboardError):
+    """A record on a command topic that the pipeline cannot read; it goes to the dead letters with this reason."""
+
+
+def check_command(value: Any) -> dict[str, Any]:
+    """The command as a dict, or CommandError naming what is wrong with it."""
+    return _check(value, COMMAND_KINDS)
+
+
+def check_job(value: Any) -> dict[str, Any]:
+    """The dispatch job as a dict, or CommandError naming what is wrong with it."""
+    return _check(value, JOB_KINDS)
+
+
+def priority_rank(priority: str) -> int:
+    """0 for high, 1 for normal, 2 for low; an unknown priority counts as normal."""
+    return PRIORITIES.index(priority) if priority in PRIORITIES else 1
+
+
+def _check(value: Any, kinds: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CommandError(f"a command must be a JSON object, not {type(value).__name__}")
+    kind = value.get("kind")
+    if kind not in kinds:
+        raise CommandError(f"unknown command kind {kind!r} (expected one of {', '.join(sorted(kinds))})")
+    if value.get("v", COMMAND_VERSION) != COMMAND_VERSION:
+        raise CommandError(f"command version {value.get('v')!r} is not supported (this worker reads {COMMAND_VERSION})")
+    missing = [name for name in _REQUIRED[kind] if name not in value]
+    if missing:
+        raise CommandError(f"{kind} command lacks {', '.join(missing)}")
+    return value

@@ -1,0 +1,191 @@
+"""The dispatcher's decisions for one sender account: lanes, token buckets, the pair limit and a circuit breaker."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import Outcome, SendResult
+from streams.pipeline._commands import priority_rank
+from streams.policies import TokenBucket
+
+__all__ = ["BreakerSettings", "CircuitBreaker", "Dispatcher", "Limits", "SenderState"]
+
+SEEN_KEPT = 5000  # settled (message, attempt) pairs remembered per sender, to ignore redelivered jobs
+# Outcomes that say the provider (or the way to it) is unwell, as opposed to one message being wrong.
+_PROVIDER_ERRORS = frozenset({Outcome.RETRY_LATER, Outcome.STOP_ACCOUNT})
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """When a sender's circuit opens: at least `min_calls` of the last `window` results, `error_rate` of them bad."""
+
+    window: int = 20
+    min_calls: int = 10
+    error_rate: float = 0.5
+    open_seconds: float = 30.0
+
+
+@dataclass
+class CircuitBreaker:
+    """Closed, open (until `open_until`) or half-open (one probe in flight); its state is part of the table row."""
+
+    results: deque[bool] = field(default_factory=deque)  # True: a provider error
+    open_until: float | None = None
+    probing: bool = False
+
+    def state(self, now: float) -> str:
+        """closed, open or half_open."""
+        if self.open_until is None:
+            return "closed"
+        return "open" if now < self.open_until or self.probing else "half_open"
+
+    def allows(self, now: float) -> bool:
+        """Whether a send may go now; in half-open state exactly one probe may."""
+        state = self.state(now)
+        if state == "half_open":
+            self.probing = True
+            return True
+        return state == "closed"
+
+    def record(self, error: bool, now: float, settings: BreakerSettings) -> None:
+        """Counts one result; a probe's result closes or re-opens the circuit."""
+        if self.probing:
+            self.probing = False
+            self.results.clear()
+            self.open_until = now + settings.open_seconds if error else None
+            return
+        self.results.append(error)
+        while len(self.results) > settings.window:
+            self.results.popleft()
+        bad = sum(self.results)
+        if len(self.results) >= settings.min_calls and bad / len(self.results) >= settings.error_rate:
+            self.open_until = now + settings.open_seconds
+            self.results.clear()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A sender's limits from the pipeline: its own rate, and the minimum gap between sends to one recipient."""
+
+    per_second: float
+    burst: float
+    pair_interval: float | None = None
+
+
+@dataclass
+class SenderState:
+    """Everything one sender account keeps in the dispatcher's table row."""
+
+    lanes: tuple[list[dict[str, Any]], ...] = field(default_factory=lambda: ([], [], []))
+    bucket: TokenBucket | None = None
+    pair_last: dict[str, float] = field(default_factory=dict)  # recipient address -> last send
+    inflight: dict[str, dict[str, Any]] = field(default_factory=dict)  # "message:attempt" -> job, before the call
+    seen: OrderedDict[str, str] = field(default_factory=OrderedDict)  # "message:attempt" -> outcome
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    applied_offset: int = -1
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting in all lanes."""
+        return sum(len(lane) for lane in self.lanes)
+
+
+class Dispatcher:
+    """Pure decisions: which jobs go now, and what each send result tells the writer."""
+
+    def __init__(self, breaker: BreakerSettings | None = None) -> None:
+        self.breaker = breaker or BreakerSettings()
+
+    def admit(self, state: SenderState, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Queues a job in its lane; a job seen before gets nothing, one lost mid-call gets an `unknown` outcome."""
+        key = _key(job)
+        if key in state.seen:
+            return None
+        if key in state.inflight:  # the worker died during the provider call: reconcile, never re-send blindly
+            del state.inflight[key]
+            self._remember(state, key, "unknown")
+            return outcome_command(job, "unknown")
+        if any(_key(queued) == key for lane in state.lanes for queued in lane):
+            return None
+        state.lanes[priority_rank(job["priority"])].append(job)
+        return None
+
+    def ready(self, state: SenderState, limits: Limits,
+              now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(jobs to send now, marked in flight; outcomes for jobs refused by an open circuit)."""
+        refused = self._shed(state, now)
+        sending: list[dict[str, Any]] = []
+        bucket = (state.bucket or TokenBucket.full(limits.per_second, limits.burst, now)).refilled(now)
+        for lane in state.lanes:
+            for job in list(lane):
+                if not self._may_send(state, job, limits, now):
+                    continue
+                taken, bucket = bucket.take(now)
+                if not taken:
+                    state.bucket = bucket
+                    return sending, refused
+                lane.remove(job)
+                self._start(state, job, now)
+                sending.append(job)
+        state.bucket = bucket
+        return sending, refused
+
+    def settle(self, state: SenderState, job: dict[str, Any], result: SendResult, now: float) -> dict[str, Any]:
+        """Records a send's result and returns the outcome command for the writer."""
+        key = _key(job)
+        state.inflight.pop(key, None)
+        self._remember(state, key, result.outcome.value)
+        state.breaker.record(result.outcome in _PROVIDER_ERRORS, now, self.breaker)
+        return outcome_command(job, result.outcome.value, result)
+
+    def _may_send(self, state: SenderState, job: dict[str, Any], limits: Limits, now: float) -> bool:
+        last = state.pair_last.get(job["address"])
+        if limits.pair_interval is not None and last is not None and now - last < limits.pair_interval:
+            return False  # this recipient waits; others behind it in the lane may go
+        return state.breaker.allows(now)
+
+    def _start(self, state: SenderState, job: dict[str, Any], now: float) -> None:
+        state.inflight[_key(job)] = job
+        state.pair_last[job["address"]] = now
+        if len(state.pair_last) > 4 * SEEN_KEPT:  # forget recipients whose gap has long passed
+            cutoff = now - 3600.0
+            state.pair_last = {a: t for a, t in state.pair_last.items() if t > cutoff}
+
+    def _shed(self, state: SenderState, now: float) -> list[dict[str, Any]]:
+        """While the circuit is open, high and normal jobs fall back at once; low-priority ones wait it out."""
+        if state.breaker.state(now) != "open":
+            return []
+        refused = [outcome_command(job, "circuit_open") for lane in state.lanes[:2] for job in lane]
+        for job in (job for lane in state.lanes[:2] for job in lane):
+            self._remember(state, _key(job), "circuit_open")
+        state.lanes[0].clear()
+        state.lanes[1].clear()
+        return refused
+
+    @staticmethod
+    def _remember(state: SenderState, key: str, outcome: str) -> None:
+        state.seen[key] = outcome
+        while len(state.seen) > SEEN_KEPT:
+            state.seen.popitem(last=False)
+
+
+def outcome_command(job: dict[str, Any], outcome: str, result: SendResult | None = None) -> dict[str, Any]:
+    """The `outcome` command for the contact writer (sb.commands, key contact id)."""
+    command: dict[str, Any] = {
+        "kind": "outcome", "v": 1, "command_id": f"{job['message_id']}:{job['attempt']}:{outcome}",
+        "contact_id": job["contact_id"], "message_id": job["message_id"], "attempt": job["attempt"],
+        "outcome": outcome,
+    }
+    if result is not None:
+        command["provider_message_id"] = result.provider_message_id
+        command["retry_after"] = result.retry_after
+        command["maybe_sent"] = result.maybe_sent
+        if result.error is not None:
+            command["error"] = {"code": result.error.code, "message": result.error.message}
+    return command
+
+
+def _key(job: dict[str, Any]) -> str:
+    return f"{job['message_id']}:{job['attempt']}"

@@ -1,0 +1,89 @@
+"""The dispatcher's way out: one channel driver per declared channel, and a job's content as the driver's message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from connectors import ChannelDriver, OutboundMessage, Template, TemplateParam, Text, TextParam
+from connectors.registry import load_drivers
+from streams.pipeline._dispatch import Limits
+from switchboard.config import PipelineConfig
+
+__all__ = ["DriverPool", "limits_for", "outbound"]
+
+
+class DriverPool:
+    """Drivers built lazily from `[[channels]]` (`driver`, `settings`); rebuilt when a channel's declaration changes."""
+
+    def __init__(self, concurrency: int = 64) -> None:
+        self._classes: dict[str, type[ChannelDriver]] | None = None
+        self._drivers: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ChannelDriver]] = {}
+        self._gate = asyncio.Semaphore(concurrency)  # bounded concurrency towards the providers
+
+    def driver(self, config: PipelineConfig, channel_id: str) -> ChannelDriver:
+        """The driver of a declared channel; ValueError if the channel is not (or no longer) declared."""
+        channel = config.channel(channel_id)
+        if channel is None:
+            raise ValueError(f"channel {channel_id!r} is not declared in the pipeline")
+        identity = (channel.driver, channel.settings)
+        known = self._drivers.get(channel_id)
+        if known is None or known[0] != identity:
+            driver_class = self._load()[channel.driver]
+            self._drivers[channel_id] = (identity, driver_class.from_settings(dict(channel.settings)))
+        return self._drivers[channel_id][1]
+
+    async def send(self, driver: ChannelDriver, message: OutboundMessage) -> Any:
+        """One send through the concurrency gate; drivers return a SendResult for every failure."""
+        async with self._gate:
+            return await driver.send(message)
+
+    async def aclose(self) -> None:
+        """Closes every driver (their HTTP sessions)."""
+        for _, driver in self._drivers.values():
+            await driver.aclose()
+
+    def _load(self) -> dict[str, type[ChannelDriver]]:
+        if self._classes is None:
+            self._classes = load_drivers()
+        return self._classes
+
+
+def outbound(job: Mapping[str, Any], sender_address: str) -> OutboundMessage:
+    """The driver's message for a dispatch job."""
+    content = job["content"]
+    body: Text | Template
+    if content["type"] == "text":
+        body = Text(content["body"])
+    else:
+        params: tuple[TemplateParam, ...] = (
+            tuple(TextParam(text, name) for name, text in content["named"])
+            or tuple(TextParam(text) for text in content["positional"]))
+        body = Template(content["name"], content["language"], body=params)
+    return OutboundMessage(message_id=job["message_id"], sender=sender_address, recipient=job["address"],
+                           content=body)
+
+
+def limits_for(config: PipelineConfig, channel_id: str, sender_id: str) -> Limits | None:
+    """The sender's effective limits: its own rate, capped by its share of the tenant's and provider's quotas.
+
+    A tenant's (provider's) quota is split evenly over its senders, so the sum over senders never exceeds it
+    while each share still lives in exactly one partition, with its sender.
+    """
+    channel = config.channel(channel_id)
+    sender = channel.sender(sender_id) if channel is not None else None
+    if channel is None or sender is None:
+        return None
+    rate = sender.per_second
+    tenant_quota = dict(config.rate_limits.tenants).get(channel.tenant)
+    if tenant_quota is not None:
+        senders = sum(len(c.senders) for c in config.channels if c.tenant == channel.tenant)
+        rate = min(rate, tenant_quota.per_second / senders)
+    provider_quota = dict(config.rate_limits.providers).get(channel.provider)
+    if provider_quota is not None:
+        senders = sum(len(c.senders) for c in config.channels if c.provider == channel.provider)
+        rate = min(rate, provider_quota.per_second / senders)
+    pair = config.rate_limits.pair
+    return Limits(per_second=rate, burst=max(1.0, min(sender.burst, rate)),
+                  pair_interval=None if pair is None else pair.per_seconds / pair.messages)

@@ -1,0 +1,62 @@
+"""Templating for the writer: a template with bound parameters and a chosen locale, or sandboxed free text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aggregates import Contact, Message
+from streams.policies.rendering import RenderError, bind_parameters, choose_locale, render_text
+from switchboard.config import PipelineConfig
+
+__all__ = ["RenderFailure", "Rendered", "content_summary", "render"]
+
+
+class RenderFailure(Exception):
+    """The message cannot be rendered for this channel; the writer falls back or suppresses with this text."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What to send (a JSON-able content dict for the dispatcher) and a one-line summary for the event log."""
+
+    content: dict[str, Any]
+    summary: str
+    locale: str | None
+
+
+def render(config: PipelineConfig, template: str | None, message: Message, contact: Contact,
+           window_open: bool) -> Rendered:
+    """A template when the message has one; free text only inside the customer-service window."""
+    if template is not None:
+        return _template(config, template, message, contact)
+    if not window_open:
+        raise RenderFailure("free text outside the 24-hour window: a template is required")
+    try:
+        body = render_text(message.body or "", dict(message.parameters))
+    except RenderError as error:
+        raise RenderFailure(f"free text: {error}") from error
+    return Rendered({"type": "text", "body": body}, body, None)
+
+
+def _template(config: PipelineConfig, name: str, message: Message, contact: Contact) -> Rendered:
+    ref = next((t for t in config.templates if t.name == name), None)
+    if ref is None:
+        raise RenderFailure(f"template {name!r} is not declared in the pipeline")
+    requested = message.locale or contact.preferences.language or ref.default_locale
+    try:
+        locale = choose_locale(requested, ref.default_locale, ref.locales)
+        bound = bind_parameters(ref.parameters, dict(message.parameters))
+    except RenderError as error:
+        raise RenderFailure(f"template {name!r}: {error}") from error
+    content = {"type": "template", "name": name, "language": locale, "named": [list(p) for p in bound.named],
+               "positional": list(bound.positional)}
+    return Rendered(content, content_summary(content), locale)
+
+
+def content_summary(content: dict[str, Any]) -> str:
+    """A short human-readable form, e.g. `template order_shipped[de](order_id=42)`; never empty."""
+    if content["type"] == "text":
+        return str(content["body"])
+    params = ", ".join(f"{k}={v}" for k, v in content["named"]) or ", ".join(content["positional"])
+    return f"template {content['name']}[{content['language']}]({params})"

@@ -1,0 +1,305 @@
+"""The pipeline's agents on faust: a batch of records in, effects out, awaited, then state written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pickle
+import time
+import weakref
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT
+
+from aggregates import Contact, Message, to_record
+from schemas import DecodedEvent, TraceContext, decode, encode
+from streams.observability import StageMetrics
+from streams.pipeline._commands import CommandError, check_command, check_job
+from streams.pipeline._dispatch import Dispatcher, SenderState
+from streams.pipeline._drivers import DriverPool, limits_for, outbound
+from streams.pipeline._state import ContactRow
+from streams.pipeline._writer import Effects, Writer
+from switchboard.config import PipelineConfig
+
+__all__ = ["Runtime", "Topics"]
+
+_log = logging.getLogger(__name__)
+Pending = list[Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The pipeline's topic names under one prefix."""
+
+    prefix: str = ""
+
+    def __getattr__(self, name: str) -> str:
+        names = {"commands": "sb.commands", "dispatch": "sb.dispatch", "message_events": "sb.events.message",
+                 "contact_events": "sb.events.contact", "business_events": "sb.events.business",
+                 "deadletters": "sb.deadletters"}
+        if name not in names:
+            raise AttributeError(name)
+        return self.prefix + names[name]
+
+
+@dataclass
+class _Batch:
+    """State rows touched by one batch, each with an event of its partition (faust writes its changelog there)."""
+
+    rows: dict[str, tuple[Any, EventT[Any]]] = field(default_factory=dict)
+    pending: Pending = field(default_factory=list)
+
+
+class Runtime:
+    """Holds the tables, the pure stages and the producer; the agents in app.py call its batch methods."""
+
+    def __init__(self, app: faust.App, topics: Topics, config: Any, tables: dict[str, Any],
+                 metrics: dict[str, StageMetrics], send_concurrency: int) -> None:
+        self.app, self.topics, self._config = app, topics, config
+        self.contacts, self.timers = tables["contacts"], tables["timers"]
+        self.senders, self.sender_index = tables["senders"], tables["sender_index"]
+        self.metrics = metrics
+        self.writer = Writer(lambda: self.config)
+        self.dispatcher = Dispatcher()
+        self.drivers = DriverPool(send_concurrency)
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The current pipeline declaration (hot-reloaded by the watcher)."""
+        return self._config.current  # type: ignore[no-any-return]
+
+    # -- triggers: business events become `trigger` commands for the contact's writer ----------------------------
+
+    async def triggers_batch(self, events: Sequence[EventT[Any]]) -> None:
+        pending: Pending = []
+        for event in events:
+            with self.metrics["triggers"].observe():
+                await self._trigger_one(event, pending)
+        await asyncio.gather(*pending)
+
+    async def _trigger_one(self, event: EventT[Any], pending: Pending) -> None:
+        try:
+            decoded = decode(bytes(event.value))
+        except Exception as error:  # any undecodable record is parked with its reason, never dropped
+            pending.append(await self._dead_letter(None, {"stage": "triggers", "reason": f"undecodable: {error}"}))
+            return
+        if not isinstance(decoded, DecodedEvent):
+            return  # an event type this worker does not know yet: not ours to act on
+        envelope, record = decoded.payload["envelope"], decoded.payload
+        for trigger in self.config.triggers:
+            if trigger.event == decoded.event_type and trigger.tenant == envelope["tenant_id"]:
+                pending.append(await self._send_command(_trigger_command(trigger.name, decoded.event_type, record)))
+
+    # -- the contact writer --------------------------------------------------------------------------------------
+
+    async def writer_batch(self, events: Sequence[EventT[Any]]) -> None:
+        batch = _Batch()
+        for event in events:
+            with self.metrics["writer"].observe():
+                await self._write_one(event, batch)
+        await asyncio.gather(*batch.pending)  # outputs are durable before any state that says they were made
+        self._store(self.contacts, self.timers, batch)
+
+    async def _write_one(self, event: EventT[Any], batch: _Batch) -> None:
+        _as_current(event)
+        try:
+            command = check_command(event.value)
+        except CommandError as error:
+            batch.pending.append(await self._dead_letter(None, {"stage": "writer", "reason": str(error),
+                                                                 "record": _printable(event.value)}))
+            return
+        if command["kind"] == "tick":
+            await self._tick_contacts(event, float(command["at"]), command, batch)
+        else:
+            await self._apply(str(command["contact_id"]), command, event.message.timestamp, event, batch)
+
+    async def _tick_contacts(self, event: EventT[Any], now: float, tick: dict[str, Any], batch: _Batch) -> None:
+        index = self._index(self.timers, event, batch)
+        for contact_id, due in list(index.items()):
+            if due <= now:
+                await self._apply(contact_id, tick, now, event, batch, redeliverable=False)
+
+    async def _apply(self, contact_id: str, command: dict[str, Any], now: float, event: EventT[Any], batch: _Batch,
+                     redeliverable: bool = True) -> None:
+        row: ContactRow = self._row(self.contacts, contact_id, batch, ContactRow)
+        offset = event.message.offset
+        if redeliverable and offset <= row.applied_offset:
+            return  # a redelivery: the row was written only after this record's outputs were durable
+        before = pickle.dumps(row)
+        try:
+            effects = self.writer.handle(row, command, now)
+        except Exception as error:  # a bug or a contradictory command must not stop the partition
+            _log.exception("writer failed on a %s command", command.get("kind"))
+            row = pickle.loads(before)
+            effects = Effects(dead_letters=[{"contact_id": contact_id, "stage": "writer",
+                                             "reason": f"{type(error).__name__}: {error}", "command": command}])
+        if redeliverable:
+            row.applied_offset = offset
+        batch.rows[contact_id] = (row, event)
+        self._reindex(self._index(self.timers, event, batch), contact_id, row.next_timer())
+        await self._ship(effects, batch.pending)
+
+    # -- the dispatcher ------------------------------------------------------------------------------------------
+
+    async def dispatch_batch(self, events: Sequence[EventT[Any]]) -> None:
+        batch, touched = _Batch(), dict[str, EventT[Any]]()
+        for event in events:
+            with self.metrics["dispatch"].observe():
+                await self._admit_one(event, batch, touched)
+        plan = self._plan(batch, touched)
+        await asyncio.gather(*batch.pending)
+        batch.pending.clear()
+        self._store(self.senders, self.sender_index, batch)
+        if plan:
+            await self.app.producer.flush()  # the in-flight marks are durable before any provider call
+            await self._send_all(plan, batch)
+            await asyncio.gather(*batch.pending)
+            self._store(self.senders, self.sender_index, batch)
+
+    async def _admit_one(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]]) -> None:
+        _as_current(event)
+        try:
+            job = check_job(event.value)
+        except CommandError as error:
+            batch.pending.append(await self._dead_letter(None, {"stage": "dispatch", "reason": str(error),
+                                                                 "record": _printable(event.value)}))
+            return
+        if job["kind"] == "tick":
+            for key in self._index(self.sender_index, event, batch):
+                touched.setdefault(key, event)
+            return
+        key = f"{job['channel']}/{job['sender']}"
+        state: SenderState = self._row(self.senders, key, batch, SenderState)
+        if event.message.offset <= state.applied_offset:
+            return
+        reply = self.dispatcher.admit(state, job)
+        state.applied_offset = event.message.offset
+        batch.rows[key] = (state, event)
+        touched[key] = event
+        if reply is not None:
+            batch.pending.append(await self._send_command(reply))
+
+    def _plan(self, batch: _Batch, touched: dict[str, EventT[Any]]) -> list[tuple[str, dict[str, Any]]]:
+        plan: list[tuple[str, dict[str, Any]]] = []
+        now = time.time()
+        for key, event in touched.items():
+            _as_current(event)
+            state: SenderState = self._row(self.senders, key, batch, SenderState)
+            batch.rows[key] = (state, event)
+            channel_id, sender_id = key.split("/", 1)
+            limits = limits_for(self.config, channel_id, sender_id)
+            if limits is None:
+                continue  # the sender was removed from the pipeline: its jobs wait until it returns
+            sending, refused = self.dispatcher.ready(state, limits, now)
+            batch.pending.extend(self._send_command_soon(reply) for reply in refused)
+            plan.extend((key, job) for job in sending)
+            self._reindex(self._index(self.sender_index, event, batch), key, 0.0 if _busy(state) else None)
+        return plan
+
+    async def _send_all(self, plan: list[tuple[str, dict[str, Any]]], batch: _Batch) -> None:
+        results = await asyncio.gather(*(self._send_one(key, job) for key, job in plan))
+        now = time.time()
+        for (key, job), result in zip(plan, results, strict=True):
+            state, event = batch.rows[key]
+            _as_current(event)
+            batch.pending.append(await self._send_command(self.dispatcher.settle(state, job, result, now)))
+
+    async def _send_one(self, key: str, job: dict[str, Any]) -> Any:
+        channel_id, sender_id = key.split("/", 1)
+        channel = self.config.channel(channel_id)
+        sender = channel.sender(sender_id) if channel is not None else None
+        if channel is None or sender is None:
+            from connectors import Outcome, ProviderError, SendResult
+            return SendResult(Outcome.PERMANENT_FAILURE, job["message_id"],
+                              error=ProviderError("local.invalid_message", f"sender {key} is no longer declared"))
+        driver = self.drivers.driver(self.config, channel_id)
+        return await self.drivers.send(driver, outbound(job, sender.address))
+
+    # -- shared plumbing -----------------------------------------------------------------------------------------
+
+    def _row(self, table: Any, key: str, batch: _Batch, factory: type) -> Any:
+        if key in batch.rows:
+            return batch.rows[key][0]
+        stored = table.get(key)
+        return stored if stored is not None else factory()
+
+    def _index(self, table: Any, event: EventT[Any], batch: _Batch) -> dict[str, float]:
+        """The partition's index row (contacts with timers, senders with work): one row per source partition."""
+        key = f"~index:{event.message.partition}"
+        if key not in batch.rows:
+            batch.rows[key] = (dict(table.get(key) or {}), event)
+        return batch.rows[key][0]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _reindex(index: dict[str, float], key: str, due: float | None) -> None:
+        if due is None:
+            index.pop(key, None)
+        else:
+            index[key] = due
+
+    @staticmethod
+    def _store(table: Any, index_table: Any, batch: _Batch) -> None:
+        for key, (value, event) in batch.rows.items():
+            _as_current(event)  # faust writes a key's changelog to the partition of the current event
+            (index_table if key.startswith("~index:") else table)[key] = value
+
+    async def _ship(self, effects: Effects, pending: Pending) -> None:
+        for emitted in effects.events:
+            record = to_record(emitted.aggregate, emitted.event, TraceContext(trace_id=emitted.trace_id))
+            topic = self.topics.message_events if isinstance(emitted.aggregate, Message) else \
+                self.topics.contact_events
+            key = str(emitted.aggregate.contact_id if isinstance(emitted.aggregate, Message) else emitted.aggregate.id)
+            pending.append(await self._produce(topic, key, encode(record.event, record.event_type)))
+        for job in effects.jobs:
+            pending.append(await self._produce(self.topics.dispatch, f"{job['channel']}/{job['sender']}", _json(job)))
+        for letter in effects.dead_letters:
+            pending.append(await self._dead_letter(letter.get("message_id") or letter.get("contact_id"), letter))
+
+    async def _send_command(self, command: dict[str, Any]) -> Awaitable[Any]:
+        return await self._produce(self.topics.commands, str(command["contact_id"]), _json(command))
+
+    async def _send_command_soon(self, command: dict[str, Any]) -> Any:
+        return await (await self._send_command(command))
+
+    async def _dead_letter(self, key: str | None, letter: dict[str, Any]) -> Awaitable[Any]:
+        letter = {"worker": os.environ.get("SWITCHBOARD_WORKER", ""), "at": time.time(), **letter}
+        return await self._produce(self.topics.deadletters, key, _json(letter))
+
+    async def _produce(self, topic: str, key: str | None, value: bytes) -> Awaitable[Any]:
+        return await self.app.producer.send(topic, None if key is None else key.encode(), value, None, None, None)
+
+
+def _trigger_command(trigger: str, event_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    envelope = record["envelope"]
+    tenant, customer = envelope["tenant_id"], str(record.get("customer_id", ""))
+    return {"kind": "trigger", "v": 1, "command_id": envelope["event_id"], "tenant": tenant,
+            "contact_id": str(Contact.create_id(tenant, customer)), "trigger": trigger, "event_type": event_type,
+            "event": json.loads(json.dumps({k: v for k, v in record.items() if k != "envelope"}, default=str)),
+            "trace_id": envelope.get("trace_id")}
+
+
+def _busy(state: SenderState) -> bool:
+    return bool(state.queued or state.inflight)
+
+
+def _as_current(event: EventT[Any]) -> None:
+    """Makes `event` faust's current event, so table writes go to its partition's changelog.
+
+    Inside a take_events() batch faust's current event is whichever record was buffered last; a table write
+    would then land in that record's changelog partition, not the key's (faust/tables/base.py _send_changelog).
+    """
+    _current_event.set(weakref.ref(event))
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def _printable(value: Any) -> Any:
+    return value if isinstance(value, dict | list | str | int | float) or value is None else repr(value)[:2000]

@@ -1,0 +1,515 @@
+"""The single writer of a contact's messages: consent, quiet hours, caps, window, rendering, routing, outcomes."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aggregates import (
+    Channel,
+    ConsentCategory,
+    Contact,
+    DeferralReason,
+    FailureClass,
+    Message,
+    MessageCategory,
+    ReceiptStatus,
+    SuppressionReason,
+)
+from aggregates._base import SwitchboardAggregate
+from connectors import Outcome
+from streams.pipeline._commands import priority_rank
+from streams.pipeline._render import RenderFailure, render
+from streams.pipeline._state import ContactRow, MessageSlot
+from streams.policies import ConditionError
+from switchboard.config import PipelineConfig, RoutingError, choose_route
+
+__all__ = ["STOP_WORDS", "Effects", "Emitted", "Writer"]
+
+_log = logging.getLogger(__name__)
+
+# Inbound texts that revoke consent on their channel (WhatsApp's and the carriers' usual opt-out words).
+STOP_WORDS = frozenset({"stop", "stopp", "unsubscribe", "cancel", "end", "quit", "opt out", "optout", "arret", "pare"})
+# An attempt whose outcome was lost (the worker died during the call) waits this long for a receipt before a retry.
+RECONCILE_SECONDS = 60.0
+# How long an accepted message stays open for receipts (and a late failure's fallback) before the row forgets it.
+RECEIPT_HORIZON_SECONDS = 3 * 24 * 3600.0
+# Service messages answer the contact inside the window and need no consent of their own.
+_CONSENT_OF: Mapping[str, ConsentCategory] = {c.value: c for c in ConsentCategory}
+_FAILURE_OF: Mapping[Outcome, FailureClass] = {
+    Outcome.RETRY_LATER: FailureClass.RETRYABLE,
+    Outcome.RETRY_RECIPIENT_LATER: FailureClass.THROTTLED,
+    Outcome.NEEDS_TEMPLATE: FailureClass.WINDOW_CLOSED,
+    Outcome.PERMANENT_FAILURE: FailureClass.PERMANENT,
+    Outcome.STOP_ACCOUNT: FailureClass.ACCOUNT,
+}
+
+
+@dataclass
+class Emitted:
+    """One event for the log: its aggregate (Message or Contact), the event, and the trace it belongs to."""
+
+    aggregate: SwitchboardAggregate
+    event: Any
+    trace_id: str | None = None
+
+
+@dataclass
+class Effects:
+    """What handling one command produced: events, dispatch jobs and dead letters, in order."""
+
+    events: list[Emitted] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Writer:
+    """Pure decisions of the contact writer; the faust agent feeds it commands and ships its effects."""
+
+    def __init__(self, config: Callable[[], PipelineConfig], rng: random.Random | None = None) -> None:
+        self._config = config
+        self._rng = rng or random.Random()
+
+    def handle(self, row: ContactRow, command: Mapping[str, Any], now: float) -> Effects:
+        """Applies one command to a contact's row; `now` (epoch seconds) is the command's own time."""
+        effects = Effects()
+        handler = getattr(self, f"_on_{command['kind']}")
+        handler(row, command, now, effects)
+        self._pump(row, now, effects)
+        return effects
+
+    # -- commands ------------------------------------------------------------------------------------------------
+
+    def _on_request(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        spec = command["message"]
+        message_id = str(Message.create_id(command["tenant"], spec["idempotency_key"]))
+        if row.knows(message_id):
+            return  # a repeated request (client retry, redelivery): the first one stands
+        contact = self._contact(row, command, effects)
+        if contact is None:
+            return
+        message = Message.request(
+            tenant_id=command["tenant"], contact_id=contact.id, category=MessageCategory(spec["category"]),
+            idempotency_key=spec["idempotency_key"], template_name=spec.get("template"), locale=spec.get("locale"),
+            parameters={k: str(v) for k, v in spec.get("parameters", {}).items()}, body=spec.get("body"),
+            not_after=_at(spec["not_after"]) if spec.get("not_after") else None,
+            requested_by=command.get("requested_by"),
+        )
+        slot = MessageSlot(message, spec.get("priority", "normal"), tags=tuple(spec.get("tags", ())),
+                           trace_id=command.get("trace_id"))
+        row.messages[message_id] = slot
+        self._collect(slot, message, effects)
+        self._advance(row, slot, now, effects)
+
+    def _on_contact(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        self._contact(row, command, effects)
+
+    def _on_trigger(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        trigger = next((t for t in self._config().triggers if t.name == command["trigger"]), None)
+        if trigger is None or row.contact is None:
+            reason = "unknown trigger" if trigger is None else "trigger for a contact never registered"
+            effects.dead_letters.append({"contact_id": command["contact_id"], "stage": "triggers",
+                                         "reason": f"{reason}: {command['trigger']!r}"})
+            return
+        variables = {"event": command["event"], "customer": row.attributes, "tenant": command["tenant"]}
+        try:
+            if trigger.condition is not None and not trigger.condition.matches(variables):
+                return
+            parameters = {name: _lookup(variables, path) for name, path in trigger.variables}
+        except (ConditionError, KeyError) as error:
+            effects.dead_letters.append({"contact_id": command["contact_id"], "stage": "triggers",
+                                         "reason": f"trigger {trigger.name!r}: {error}"})
+            return
+        request = {**command, "kind": "request", "message": {
+            "idempotency_key": f"trigger:{trigger.name}:{command['command_id']}", "category": trigger.category.value,
+            "template": trigger.template, "parameters": parameters, "priority": command.get("priority", "normal")}}
+        request["requested_by"] = f"trigger:{trigger.name}"
+        self._on_request(row, request, now, effects)
+
+    def _on_consent(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        contact = self._contact(row, command, effects)
+        if contact is None:
+            return
+        channel, category = Channel(command["channel"]), ConsentCategory(command["category"])
+        if command["action"] == "grant":
+            contact.grant_consent(channel, category, command.get("source", "api"), command.get("evidence"))
+        else:
+            contact.revoke_consent(channel, category, command.get("source", "api"))
+        self._collect_contact(contact, command, effects)
+
+    def _on_inbound(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        contact = self._contact(row, command, effects)
+        if contact is None:
+            return
+        channel, text = Channel(command["channel"]), command.get("text")
+        contact.record_inbound(channel, command["provider_message_id"], command["address"], _at(command["at"]), text)
+        if text is not None and text.strip().lower() in STOP_WORDS:
+            for category in ConsentCategory:
+                contact.revoke_consent(channel, category, "inbound:stop")
+        self._collect_contact(contact, command, effects)
+
+    def _on_receipt(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        slot = row.messages.get(command["message_id"])
+        if slot is None:
+            return  # a receipt for a message this row has forgotten (or never had): nothing to change
+        message, at = slot.message, _at(command["at"])
+        if command["status"] == "failed":
+            self._receipt_failed(row, slot, command, now, effects)
+            return
+        message.record_receipt(ReceiptStatus(command["status"]), command["provider_message_id"], at)
+        if slot.timer_kind == "reconcile":  # the lost attempt did go out: no retry
+            slot.timer, slot.timer_kind = None, None
+            self._release(row, slot)
+        self._collect(slot, message, effects)
+        if message.reached(ReceiptStatus.READ):
+            row.finish(str(message.id), "read")
+
+    def _receipt_failed(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
+                        effects: Effects) -> None:
+        outcome = Outcome(command.get("outcome", Outcome.PERMANENT_FAILURE))
+        changed = slot.message.record_failure(
+            _FAILURE_OF.get(outcome, FailureClass.UNKNOWN), _at(command["at"]),
+            provider_message_id=command["provider_message_id"], provider_code=command.get("code"),
+            detail=command.get("detail"))
+        self._collect(slot, slot.message, effects)
+        if changed and not slot.message.receipts and slot.message.phase.value == "accepted":
+            self._fail_over(row, slot, f"receipt failed: {command.get('code')}", now, effects)
+
+    def _on_outcome(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        slot = row.messages.get(command["message_id"])
+        if slot is None or command["attempt"] != slot.message.attempt or slot.message.phase.value != "dispatching":
+            return  # a stale or repeated outcome: the attempt it answers is already settled
+        outcome = command["outcome"]
+        if outcome == Outcome.ACCEPTED:
+            self._accepted(row, slot, command, now, effects)
+        elif outcome == "unknown":
+            slot.timer, slot.timer_kind = now + RECONCILE_SECONDS, "reconcile"
+        elif outcome == "circuit_open":
+            self._fail_over(row, slot, "circuit open on the channel account", now, effects)
+        else:
+            self._failed(row, slot, command, now, effects)
+
+    def _on_tick(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
+        for slot in list(row.messages.values()):
+            if slot.timer is not None and slot.timer <= now:
+                kind = slot.timer_kind
+                slot.timer, slot.timer_kind = None, None
+                self._fire(row, slot, kind, now, effects)
+
+    # -- the message's way through the stages --------------------------------------------------------------------
+
+    def _advance(self, row: ContactRow, slot: MessageSlot, now: float, effects: Effects) -> None:
+        """Checks, renders and routes a message that may go now; else suppresses or defers it."""
+        message = slot.message
+        if message.not_after is not None and message.not_after.timestamp() <= now:
+            message.expire("not sent before not_after")
+            return self._close(row, slot, "expired", effects)
+        if slot.route is None and not self._choose_route(row, slot, effects):
+            return None
+        contact = row.contact
+        assert contact is not None
+        verdict = self._check(row, slot, contact, now)
+        if isinstance(verdict, SuppressionReason):
+            message.suppress(verdict, _detail(verdict))
+            return self._close(row, slot, "suppressed", effects)
+        if verdict is not None:
+            message.defer(_dt(verdict), DeferralReason.QUIET_HOURS, "quiet hours")
+            slot.timer, slot.timer_kind = verdict, "defer"
+            return self._collect(slot, message, effects)
+        if not self._render_and_route(row, slot, contact, now, effects):
+            return None
+        row.queue.append(str(message.id))
+        row.queue.sort(key=lambda mid: _rank(row.messages[mid]))
+        return self._collect(slot, message, effects)
+
+    def _choose_route(self, row: ContactRow, slot: MessageSlot, effects: Effects) -> bool:
+        message = slot.message
+        attrs = _route_variables(row, slot)
+        try:
+            decision = choose_route(self._config(), attrs, str(message.id))
+        except RoutingError as error:
+            return self._dead_letter(row, slot, f"routing failed: {error}", effects)
+        if decision is None:
+            return self._dead_letter(row, slot, f"no route matches tenant {message.tenant_id!r}", effects)
+        slot.route, slot.chain = decision.route, (decision.channel, *(step.channel for step in decision.fallback))
+        slot.template = decision.template or message.template_name
+        slot.retry, slot.deadline_seconds = _retry_name(self._config(), decision.route), decision.deadline_seconds
+        return True
+
+    def _check(self, row: ContactRow, slot: MessageSlot, contact: Contact,
+               now: float) -> SuppressionReason | float | None:
+        """A suppression reason, a time to defer to, or None when the message may go."""
+        config, message, kind = self._config(), slot.message, self._kind(slot)
+        category = _CONSENT_OF.get(message.category.value)
+        if category is not None:
+            decided = contact.consents.get((kind, category))
+            if decided is not None and not decided.granted:
+                return SuppressionReason.OPTED_OUT
+            if category is ConsentCategory.MARKETING and decided is None:
+                return SuppressionReason.NO_CONSENT
+        if _over_cap(row, message.category, contact, config, now):
+            return SuppressionReason.FREQUENCY_CAP
+        if message.category not in config.defaults.quiet_hours_exempt:
+            until = _quiet_until(contact, config, now)
+            if until is not None:
+                return until
+        return None
+
+    def _render_and_route(self, row: ContactRow, slot: MessageSlot, contact: Contact, now: float,
+                          effects: Effects) -> bool:
+        config, message, kind = self._config(), slot.message, self._kind(slot)
+        address = contact.addresses.get(kind)
+        if address is None:
+            return self._fail_over(row, slot, f"no {kind} address", now, effects, suppress=True)
+        window = contact.window_open(_dt(now), kind) if kind is Channel.WHATSAPP else True
+        try:
+            rendered = render(config, slot.template, message, contact, window)
+        except RenderFailure as failure:
+            return self._fail_over(row, slot, str(failure), now, effects, suppress=True)
+        message.render(rendered.summary, locale=rendered.locale)
+        slot.content = rendered.content
+        slot.sender = self._sender(row, slot, config)
+        message.route(kind, slot.sender, address)
+        return True
+
+    def _sender(self, row: ContactRow, slot: MessageSlot, config: PipelineConfig) -> str:
+        """The sticky sender of this contact on the channel, else one chosen by the contact's id."""
+        channel_id = slot.channel
+        assert channel_id is not None
+        channel = config.channel(channel_id)
+        assert channel is not None, "routes only name declared channels"
+        allowed = [s.id for s in channel.senders]
+        sticky = row.sticky.get(channel_id)
+        if sticky not in allowed:
+            sticky = allowed[int(str(slot.message.contact_id).replace("-", ""), 16) % len(allowed)]
+            row.sticky[channel_id] = sticky
+        return sticky
+
+    def _pump(self, row: ContactRow, now: float, effects: Effects) -> None:
+        """Hands the next queued message to the dispatcher once the previous one is settled (per-recipient order)."""
+        while row.in_dispatch is None and row.queue:
+            slot = row.messages[row.queue.pop(0)]
+            row.in_dispatch = str(slot.message.id)
+            self._dispatch(slot, effects)
+
+    def _dispatch(self, slot: MessageSlot, effects: Effects) -> None:
+        message = slot.message
+        attempt = message.attempt_dispatch()  # recorded before the provider is called
+        self._collect(slot, message, effects)
+        routing = message.routing
+        assert routing is not None
+        assert slot.channel is not None
+        effects.jobs.append({
+            "kind": "send", "message_id": str(message.id), "contact_id": str(message.contact_id),
+            "tenant": message.tenant_id, "attempt": attempt, "channel": slot.channel, "sender": routing.sender,
+            "address": routing.address, "content": slot.content, "priority": slot.priority,
+            "category": message.category.value, "trace_id": slot.trace_id,
+        })
+
+    def _accepted(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
+                  effects: Effects) -> None:
+        message = slot.message
+        message.accept(command.get("provider_message_id") or f"unknown-{message.id}")
+        self._collect(slot, message, effects)
+        row.sent_log.append((now, message.category.value))
+        self._release(row, slot)
+        if slot.deadline_seconds is not None and slot.step + 1 < len(slot.chain):
+            slot.timer, slot.timer_kind = now + slot.deadline_seconds, "deadline"
+        else:
+            slot.timer, slot.timer_kind = now + RECEIPT_HORIZON_SECONDS, "forget"
+
+    def _failed(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
+                effects: Effects) -> None:
+        message, outcome = slot.message, Outcome(command["outcome"])
+        error = command.get("error") or {}
+        message.record_failure(_FAILURE_OF[outcome], _dt(now), attempt=message.attempt,
+                               provider_code=error.get("code"), detail=error.get("message"),
+                               retry_after_ms=_ms(command.get("retry_after")))
+        self._collect(slot, message, effects)
+        if outcome in (Outcome.RETRY_LATER, Outcome.RETRY_RECIPIENT_LATER):
+            self._retry(row, slot, command, now, effects)
+        else:
+            self._fail_over(row, slot, f"{outcome.value}: {error.get('code')} {error.get('message', '')}".strip(),
+                            now, effects)
+
+    def _retry(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
+               effects: Effects) -> None:
+        message = slot.message
+        policy = self._config().retry_policy(slot.retry) or self._config().retry_policy("default")
+        if policy is None or policy.exhausted(message.attempt):
+            self._fail_over(row, slot, f"retries exhausted after {message.attempt} attempts", now, effects)
+            return
+        delay = max(policy.delay(message.attempt, self._rng), float(command.get("retry_after") or 0.0))
+        message.schedule_retry(_dt(now + delay), _FAILURE_OF[Outcome(command["outcome"])])
+        slot.timer, slot.timer_kind = now + delay, "retry"
+        self._collect(slot, message, effects)  # in_dispatch stays: later messages wait behind the retry
+
+    def _fail_over(self, row: ContactRow, slot: MessageSlot, reason: str, now: float, effects: Effects,
+                   suppress: bool = False) -> bool:
+        """The next channel of the chain, else a dead letter (or a suppression, before any attempt)."""
+        message = slot.message
+        if slot.step + 1 < len(slot.chain) and not message.receipts:
+            slot.step += 1
+            if message.routing is not None:
+                message.fall_back(self._kind(slot), reason)
+                self._collect(slot, message, effects)
+            self._release(row, slot)
+            slot.timer, slot.timer_kind = None, None
+            self._advance(row, slot, now, effects)
+            return False
+        if suppress and message.attempt == 0:
+            message.suppress(SuppressionReason.INVALID_RECIPIENT, reason)
+            self._close(row, slot, "suppressed", effects)
+            return False
+        return self._dead_letter(row, slot, reason, effects)
+
+    def _dead_letter(self, row: ContactRow, slot: MessageSlot, reason: str, effects: Effects) -> bool:
+        message = slot.message
+        message.dead_letter(reason)
+        effects.dead_letters.append({"message_id": str(message.id), "contact_id": str(message.contact_id),
+                                     "tenant": message.tenant_id, "reason": reason, "attempts": message.attempt,
+                                     "stage": "pipeline"})
+        self._close(row, slot, "dead_lettered", effects)
+        return False
+
+    def _fire(self, row: ContactRow, slot: MessageSlot, kind: str | None, now: float, effects: Effects) -> None:
+        message = slot.message
+        if kind == "defer":
+            self._advance(row, slot, now, effects)
+        elif kind == "reconcile" and message.receipts:
+            self._release(row, slot)  # the lost attempt went out after all
+        elif kind in ("retry", "reconcile"):
+            if kind == "reconcile":
+                message.schedule_retry(_dt(now), FailureClass.UNKNOWN)
+            row.in_dispatch = None
+            row.queue.insert(0, str(message.id))  # first in line: it was dispatched before anything queued
+            self._collect(slot, message, effects)
+        elif kind == "deadline" and not message.receipts:
+            self._fail_over(row, slot, f"not delivered within {slot.deadline_seconds:g} s", now, effects)
+        else:
+            row.finish(str(message.id), message.status.value)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _release(self, row: ContactRow, slot: MessageSlot) -> None:
+        if row.in_dispatch == str(slot.message.id):
+            row.in_dispatch = None
+
+    def _close(self, row: ContactRow, slot: MessageSlot, status: str, effects: Effects) -> None:
+        self._collect(slot, slot.message, effects)
+        row.finish(str(slot.message.id), status)
+
+    def _contact(self, row: ContactRow, command: Mapping[str, Any], effects: Effects) -> Contact | None:
+        """The row's contact, registered from the command's addresses the first time it is seen."""
+        if row.contact is None:
+            spec = command.get("contact") or {}
+            external_ref = spec.get("external_ref") or command["contact_id"]
+            if str(Contact.create_id(command["tenant"], external_ref)) != command["contact_id"]:
+                effects.dead_letters.append({"contact_id": command["contact_id"], "stage": "pipeline",
+                                             "reason": "contact_id is not Contact.create_id(tenant, external_ref)"})
+                return None
+            addresses = {Channel(k): v for k, v in (spec.get("addresses") or {}).items() if v}
+            if not addresses and command.get("address") and command.get("channel"):
+                addresses = {Channel(command["channel"]): command["address"]}
+            if not addresses:
+                effects.dead_letters.append({"contact_id": command["contact_id"], "stage": "pipeline",
+                                             "reason": f"{command['kind']} for an unknown contact without addresses"})
+                return None
+            row.contact = Contact.register(tenant_id=command["tenant"], external_ref=external_ref,
+                                           addresses=addresses)
+        if command.get("contact", {}).get("attributes") is not None:
+            row.attributes = {**row.attributes, **command["contact"]["attributes"]}
+        self._collect_contact(row.contact, command, effects)
+        return row.contact
+
+    def _kind(self, slot: MessageSlot) -> Channel:
+        channel = self._config().channel(slot.channel or "")
+        assert channel is not None, "routes only name declared channels"
+        return channel.kind
+
+    @staticmethod
+    def _collect(slot: MessageSlot, aggregate: SwitchboardAggregate, effects: Effects) -> None:
+        effects.events.extend(Emitted(aggregate, event, slot.trace_id) for event in aggregate.collect_events())
+
+    @staticmethod
+    def _collect_contact(contact: Contact, command: Mapping[str, Any], effects: Effects) -> None:
+        effects.events.extend(Emitted(contact, e, command.get("trace_id")) for e in contact.collect_events())
+
+
+def _route_variables(row: ContactRow, slot: MessageSlot) -> dict[str, Any]:
+    message = slot.message
+    return {
+        "tenant": message.tenant_id,
+        "message": {"category": message.category.value, "priority": slot.priority, "tags": list(slot.tags),
+                    "template": message.template_name or ""},
+        "recipient": {"tags": list(row.tags)},
+    }
+
+
+def _lookup(variables: Mapping[str, Any], path: str) -> str:
+    """The value at a dotted path (`event.order_id`); KeyError names the path when it is missing."""
+    value: Any = variables
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise KeyError(f"{path} is missing")
+        value = value[part]
+    return str(value)
+
+
+def _retry_name(config: PipelineConfig, route_name: str) -> str:
+    return next((route.retry for route in config.routes if route.name == route_name), "default")
+
+
+def _over_cap(row: ContactRow, category: MessageCategory, contact: Contact, config: PipelineConfig,
+              now: float) -> bool:
+    caps = contact.preferences.frequency_caps or config.defaults.frequency_caps
+    for cap in caps:
+        if cap.category == category:
+            sent = sum(1 for at, cat in row.sent_log if cat == category.value and at > now - cap.period_seconds)
+            if sent >= cap.max_messages:
+                return True
+    return False
+
+
+def _quiet_until(contact: Contact, config: PipelineConfig, now: float) -> float | None:
+    """When quiet hours end, if `now` is inside them (the contact's own, else the default)."""
+    at = _dt(now)
+    if contact.preferences.quiet_hours is not None:
+        end = contact.preferences.quiet_hours.ends_after(at)
+    elif config.defaults.quiet_hours is not None:
+        end = config.defaults.quiet_hours.ends_after(at)
+    else:
+        return None
+    return end.timestamp() if end > at else None
+
+
+def _rank(slot: MessageSlot) -> int:
+    return priority_rank(slot.priority)
+
+
+def _detail(reason: SuppressionReason) -> str:
+    return {SuppressionReason.OPTED_OUT: "the contact opted out on this channel",
+            SuppressionReason.NO_CONSENT: "no marketing consent on this channel",
+            SuppressionReason.FREQUENCY_CAP: "frequency cap reached"}.get(reason, reason.value)
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _at(value: Any) -> datetime:
+    """An ISO-8601 string or epoch seconds as an aware datetime."""
+    if isinstance(value, int | float):
+        return _dt(float(value))
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ms(seconds: Any) -> int | None:
+    return None if seconds is None else int(float(seconds) * 1000)
+
+

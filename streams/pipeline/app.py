@@ -1,0 +1,186 @@
+"""The pipeline worker: triggers, the contact writer and the dispatcher as faust agents, with a partition clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pickle
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.serializers import codecs
+from prometheus_client import CollectorRegistry
+
+from streams import _faust_fixes
+from streams.observability import StageMetrics, install_endpoints, is_ready
+from streams.pipeline._runtime import Runtime, Topics
+from streams.tally import service_worker
+from switchboard.config import PipelineWatcher
+from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
+
+__all__ = ["PipelineSettings", "build_app", "run_pipeline"]
+
+_log = logging.getLogger(__name__)
+# Commands and dispatch jobs are inputs, not history (the writer records every decision as an event), and the
+# partition clock ticks into them: a week covers any outage we would replay them through.
+COMMAND_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Where a pipeline worker connects, what it reads its declaration from and where it keeps local state."""
+
+    bootstrap: str
+    data_dir: str
+    config_path: str = "pipeline.toml"
+    app_id: str = "switchboard-pipeline"
+    topic_prefix: str = ""
+    worker_name: str = "pipeline-1"
+    partitions: int = 6
+    replication: int = -1
+    web_host: str = "127.0.0.1"
+    web_port: int | None = None
+    tick_seconds: float = 0.25  # the partition clock: how often due timers and waiting jobs are looked at
+    batch_max: int = 500
+    batch_within: float = 0.005
+    send_concurrency: int = 64
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """Every topic the pipeline reads or writes; faust creates its tables' compacted changelogs itself."""
+        t, n, r = self.topics, self.partitions, self.replication
+        return [TopicSpec(t.commands, n, r, COMMAND_TOPIC_CONFIG), TopicSpec(t.dispatch, n, r, COMMAND_TOPIC_CONFIG),
+                *(TopicSpec(name, n, r, AUDIT_LOG_CONFIG) for name in
+                  (t.message_events, t.contact_events, t.business_events, t.deadletters))]
+
+    def command_line(self) -> list[str]:
+        """The `switchboard` arguments that run this worker."""
+        return ["pipeline", "--bootstrap", self.bootstrap, "--config", self.config_path, "--app-id", self.app_id,
+                "--topic-prefix", self.topic_prefix, "--data-dir", self.data_dir, "--name", self.worker_name,
+                "--partitions", str(self.partitions), "--replication", str(self.replication),
+                "--web-host", self.web_host, *(["--web-port", str(self.web_port)] if self.web_port else [])]
+
+
+class _StateCodec(codecs.Codec):
+    """Table rows (dataclasses holding aggregates) as pickles; only our workers write the changelog topics.
+
+    A changelog is derived state: after an incompatible change to these classes it is rebuilt by replaying the
+    event topics, which stay the source of truth.
+    """
+
+    def _dumps(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _loads(self, s: bytes) -> Any:
+        return pickle.loads(s)  # our own changelog, written only by our workers
+
+
+codecs.register("switchboard-state", _StateCodec())
+
+
+def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App:
+    """A faust app with three agents (concurrency 1 each: faust #606 loses offsets with more) and four tables."""
+    _faust_fixes.apply()
+    app = faust.App(
+        settings.app_id, broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
+        store="rocksdb://", datadir=settings.data_dir, topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication, consumer_auto_offset_reset="earliest",
+        web_enabled=settings.web_port is not None, web_bind=settings.web_host, web_port=settings.web_port or 6066,
+        processing_guarantee="at_least_once", producer_linger=0.002, producer_acks=-1,
+    )
+    topics, n = settings.topics, settings.partitions
+    commands = app.topic(topics.commands, key_type=str, value_serializer="json", partitions=n)
+    dispatch = app.topic(topics.dispatch, key_type=str, value_serializer="json", partitions=n)
+    business = app.topic(topics.business_events, key_type=str, value_serializer="raw", partitions=n)
+    tables = {name: _state_table(app, f"{settings.topic_prefix}{name}", n)
+              for name in ("contacts", "timers", "senders", "sender_index")}
+    registry = CollectorRegistry()
+    metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch")}
+    install_endpoints(app, registry)
+    runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency)
+    batch = (settings.batch_max, settings.batch_within)
+
+    @app.agent(business, concurrency=1)
+    async def triggers(stream: faust.StreamT[Any]) -> None:
+        async for events in _batches(stream, *batch):
+            await _or_die(runtime.triggers_batch(events))
+
+    @app.agent(commands, concurrency=1)
+    async def contact_writer(stream: faust.StreamT[Any]) -> None:
+        async for events in _batches(stream, *batch):
+            await _or_die(runtime.writer_batch(events))
+
+    @app.agent(dispatch, concurrency=1)
+    async def dispatcher(stream: faust.StreamT[Any]) -> None:
+        async for events in _batches(stream, *batch):
+            await _or_die(runtime.dispatch_batch(events))
+
+    @app.timer(settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust's decorator is untyped
+    async def partition_clock() -> None:
+        if is_ready(app):
+            await _tick(app, {topics.commands, topics.dispatch})
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorator is untyped
+    async def watch_config() -> None:
+        watcher.start()
+
+    return app
+
+
+def _batches(stream: faust.StreamT[Any], size: int, within: float) -> Any:
+    """Batches of events from an agent's stream; acknowledged by faust once the loop body is done with one."""
+    return cast(faust.Stream[Any], stream).take_events(size, within)
+
+
+def _state_table(app: faust.App, name: str, partitions: int) -> Any:
+    table = app.Table(name, key_type=str, partitions=partitions)
+    # faust takes a table's codec from its value type (a faust Record), else json; ours are plain dataclasses.
+    # The store and the changelog topic are created lazily, after this.
+    cast(Any, table).value_serializer = "switchboard-state"  # an attribute of Table, not of TableT
+    return table
+
+
+async def _tick(app: faust.App, topic_names: set[str]) -> None:
+    """One tick record into every partition this worker owns: timers fire inside the partition's own stream."""
+    value = json.dumps({"kind": "tick", "v": 1, "at": time.time()}).encode()
+    sent = [await app.producer.send(tp.topic, None, value, tp.partition, None, None)
+            for tp in app.assignor.assigned_actives() if tp.topic in topic_names]
+    await asyncio.gather(*sent)
+
+
+async def _or_die(batch: Any) -> None:
+    """Runs a batch; if Kafka fails under it, the process exits before faust can acknowledge the batch.
+
+    take_events() acknowledges a batch in a `finally`, even when its body raised: continuing after a failed
+    write could commit offsets whose outputs were never written. Exiting loses nothing: the records are read
+    again by whichever worker takes the partition.
+    """
+    try:
+        await batch
+    except Exception:
+        _log.exception("pipeline batch failed; exiting so that its records are processed again")
+        logging.shutdown()
+        os._exit(70)
+
+
+def run_pipeline(settings: PipelineSettings) -> int:
+    """Creates the topics and the state directory, then runs one worker until SIGTERM or SIGINT."""
+    watcher = PipelineWatcher(Path(settings.config_path))
+    if settings.partitions != watcher.current.streams.partitions:
+        _log.warning("--partitions %s differs from streams.partitions %s in %s", settings.partitions,
+                     watcher.current.streams.partitions, settings.config_path)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    default_replication = asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs()))
+    if settings.replication <= 0:
+        settings = replace(settings, replication=default_replication)
+    os.environ.setdefault("SWITCHBOARD_WORKER", settings.worker_name)
+    service_worker(build_app(settings, watcher)).execute_from_commandline()
+    return 0

@@ -1,0 +1,148 @@
+"""The contact writer's decisions, command by command, without Kafka."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from streams.pipeline._state import ContactRow
+from streams.pipeline._writer import Effects, Writer
+from switchboard.config import PipelineConfig
+from tests.unit.pipeline.conftest import contact_command, outcome, request
+
+NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()
+NIGHT = datetime(2026, 11, 25, 23, 0, tzinfo=UTC).timestamp()
+
+
+def writer(config: PipelineConfig) -> Writer:
+    return Writer(lambda: config, random.Random(7))
+
+
+def event_types(effects: Effects) -> list[str]:
+    return [type(e.event).__qualname__ for e in effects.events]
+
+
+def test_a_request_is_rendered_routed_and_handed_to_dispatch(config: PipelineConfig) -> None:
+    row = ContactRow()
+    effects = writer(config).handle(row, request("o-1"), NOON)
+    assert event_types(effects) == ["Contact.Registered", "Message.Requested", "Message.Rendered", "Message.Routed",
+                                    "Message.DispatchAttempted"]
+    [job] = effects.jobs
+    assert (job["channel"], job["sender"], job["attempt"]) == ("whatsapp", "wa-main", 1)
+    assert job["content"]["name"] == "order_shipped"
+    assert job["content"]["named"] == [["order_id", "o-1"]]
+
+
+def test_a_repeated_request_changes_nothing(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    w.handle(row, request("o-1"), NOON)
+    again = w.handle(row, request("o-1"), NOON + 1)
+    assert again.events == []
+    assert again.jobs == []
+
+
+def test_later_messages_wait_for_the_earlier_ones_outcome(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    first = w.handle(row, request("o-1"), NOON).jobs[0]
+    assert w.handle(row, request("o-2"), NOON + 1).jobs == []
+    retry = w.handle(row, outcome(first, "retry_later"), NOON + 2)
+    assert "Message.RetryScheduled" in event_types(retry)
+    assert retry.jobs == []
+    fired = w.handle(row, {"kind": "tick", "at": NOON + 60}, NOON + 60)
+    assert [j["message_id"] for j in fired.jobs] == [first["message_id"]]
+    assert fired.jobs[0]["attempt"] == 2
+    after = w.handle(row, outcome(fired.jobs[0], "accepted", provider_message_id="wamid.1"), NOON + 61)
+    assert [j["attempt"] for j in after.jobs] == [1]
+    assert after.jobs[0]["message_id"] != first["message_id"]
+
+
+def test_permanent_failure_falls_back_then_dead_letters(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    fell = w.handle(row, outcome(job, "permanent_failure", error={"code": "131026", "message": "undeliverable"}),
+                    NOON + 1)
+    assert "Message.FallbackTriggered" in event_types(fell)
+    [sms] = fell.jobs
+    assert (sms["channel"], sms["sender"]) == ("sms", "sms-main")
+    dead = w.handle(row, outcome(sms, "permanent_failure", error={"code": "21211", "message": "bad number"}), NOON + 2)
+    assert "Message.DeadLettered" in event_types(dead)
+    assert "permanent_failure: 21211" in dead.dead_letters[0]["reason"]
+    assert row.finished[job["message_id"]] == "dead_lettered"
+
+
+def test_retries_are_bounded_by_the_policy(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("otp", priority="high", category="authentication"), NOON).jobs[0]
+    w.handle(row, outcome(job, "retry_later"), NOON + 1)
+    second = w.handle(row, {"kind": "tick", "at": NOON + 5}, NOON + 5).jobs[0]
+    assert (second["channel"], second["attempt"]) == ("whatsapp", 2)
+    moved = w.handle(row, outcome(second, "retry_later"), NOON + 6).jobs[0]
+    assert moved["channel"] == "sms"  # urgent allows 2 attempts, then the chain moves on
+
+
+def test_quiet_hours_defer_until_morning(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    deferred = w.handle(row, request("o-1"), NIGHT)
+    assert "Message.Deferred" in event_types(deferred)
+    assert deferred.jobs == []
+    assert w.handle(row, {"kind": "tick", "at": NIGHT + 3600}, NIGHT + 3600).jobs == []
+    morning = datetime(2026, 11, 26, 7, 0, tzinfo=UTC).timestamp()
+    assert len(w.handle(row, {"kind": "tick", "at": morning}, morning).jobs) == 1
+
+
+def test_marketing_needs_consent_and_a_revocation_suppresses(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    effects = w.handle(row, request("m-1", category="marketing", template="promo", parameters={}), NOON)
+    assert "Message.Suppressed" in event_types(effects)
+    consent = {"kind": "consent", "command_id": "g", "tenant": "acme", "contact_id": contact_command()["contact_id"],
+               "action": "grant", "channel": "whatsapp", "category": "marketing"}
+    w.handle(row, consent, NOON)
+    assert w.handle(row, request("m-2", category="marketing", template="promo", parameters={}), NOON).jobs
+    stop = {"kind": "inbound", "command_id": "i", "tenant": "acme", "contact_id": consent["contact_id"],
+            "channel": "whatsapp", "provider_message_id": "wamid.in", "address": "+4917000000001", "at": NOON,
+            "text": "STOP"}
+    assert "Contact.ConsentRevoked" in event_types(w.handle(row, stop, NOON))
+
+
+def test_free_text_needs_an_open_window(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    closed = w.handle(row, request("t-1", template=None, body="Hi {{ name }}", parameters={"name": "Ana"}), NOON)
+    assert closed.jobs[0]["channel"] == "sms"  # WhatsApp refuses free text outside the window; SMS takes it
+    inbound = {"kind": "inbound", "command_id": "i", "tenant": "acme", "contact_id": closed.jobs[0]["contact_id"],
+               "channel": "whatsapp", "provider_message_id": "wamid.in", "address": "+4917000000001", "at": NOON}
+    w.handle(row, inbound, NOON)
+    w.handle(row, outcome(closed.jobs[0], "accepted", provider_message_id="sms-1"), NOON)
+    opened = w.handle(row, request("t-2", template=None, body="Hi {{ name }}", parameters={"name": "Ana"}), NOON + 1)
+    assert opened.jobs[0]["channel"] == "whatsapp"
+    assert opened.jobs[0]["content"] == {"type": "text", "body": "Hi Ana"}
+
+
+def test_a_trigger_checks_the_contacts_attributes(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    w.handle(row, contact_command(tags=("vip",)), NOON)
+    trigger = {"kind": "trigger", "command_id": "evt-1", "tenant": "acme",
+               "contact_id": contact_command()["contact_id"], "trigger": "shipping-notice",
+               "event_type": "OrderShipped", "event": {"order_id": "A-9"}}
+    assert w.handle(row, trigger, NOON).jobs[0]["content"]["named"] == [["order_id", "A-9"]]
+    plain = ContactRow()
+    w.handle(plain, contact_command(), NOON)
+    assert w.handle(plain, trigger, NOON).jobs == []
+
+
+def test_a_missed_deadline_falls_back(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("otp", priority="high", category="authentication"), NOON).jobs[0]
+    w.handle(row, outcome(job, "accepted", provider_message_id="wamid.1"), NOON + 1)
+    fell = w.handle(row, {"kind": "tick", "at": NOON + 40}, NOON + 40)
+    assert "Message.FallbackTriggered" in event_types(fell)
+    assert fell.jobs[0]["channel"] == "sms"
+
+
+def test_a_lost_attempt_is_reconciled_by_its_receipt(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    w.handle(row, outcome(job, "unknown"), NOON + 1)
+    receipt = {"kind": "receipt", "command_id": "rc", "contact_id": job["contact_id"], "message_id": job["message_id"],
+               "status": "sent", "provider_message_id": "wamid.9", "at": NOON + 2}
+    assert event_types(w.handle(row, receipt, NOON + 2)) == ["Message.Sent"]
+    assert w.handle(row, {"kind": "tick", "at": NOON + 120}, NOON + 120).jobs == []
