@@ -15,11 +15,12 @@ from connectors._transport import Transport
 
 __all__ = ["InProcessDriver"]
 
-_SETTINGS = frozenset({"fail_addresses", "retry_addresses"})
+_SETTINGS = frozenset({"fail_addresses", "retry_addresses", "flaky_addresses"})
 
 
 class InProcessDriver(ChannelDriver):
-    """Accepts every message in memory; `fail_addresses` fail permanently, `retry_addresses` ask for a retry.
+    """Accepts every message in memory; `fail_addresses` fail permanently, `retry_addresses` ask for a retry,
+    and `flaky_addresses` ask for a retry on the first attempt of each message only.
 
     It stands in for a provider where the network would only add noise: the pipeline benchmark measures the
     engine, not HTTP. It has no webhooks, so it never produces receipts.
@@ -29,27 +30,32 @@ class InProcessDriver(ChannelDriver):
     capabilities: ClassVar[Capabilities] = Capabilities(
         outcomes=frozenset({Outcome.ACCEPTED, Outcome.RETRY_LATER, Outcome.PERMANENT_FAILURE}))
 
-    def __init__(self, fail_addresses: frozenset[str] = frozenset(),
-                 retry_addresses: frozenset[str] = frozenset()) -> None:
+    def __init__(self, fail_addresses: frozenset[str] = frozenset(), retry_addresses: frozenset[str] = frozenset(),
+                 flaky_addresses: frozenset[str] = frozenset()) -> None:
         self.fail_addresses = fail_addresses
         self.retry_addresses = retry_addresses
+        self.flaky_addresses = flaky_addresses
+        self._tried: set[str] = set()
         self.sent: list[OutboundMessage] = []
         self._ids = itertools.count(1)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str], *, transport: Transport | None = None) -> Self:
-        """Settings: `fail_addresses` and `retry_addresses`, comma-separated recipient addresses."""
+        """Settings: `fail_addresses`, `retry_addresses` and `flaky_addresses`: comma-separated addresses."""
         unknown = set(settings) - _SETTINGS
         if unknown:
             raise ValueError(f"unknown inprocess settings: {', '.join(sorted(unknown))}")
-        return cls(_addresses(settings.get("fail_addresses", "")), _addresses(settings.get("retry_addresses", "")))
+        return cls(*(_addresses(settings.get(name, "")) for name in ("fail_addresses", "retry_addresses",
+                                                                     "flaky_addresses")))
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Answers at once: accepted, or the failure the settings choose for this recipient."""
         if message.recipient in self.fail_addresses:
             return self._failure(message, ProviderError("inprocess.undeliverable", "undeliverable recipient"),
                                  Outcome.PERMANENT_FAILURE)
-        if message.recipient in self.retry_addresses:
+        first_try = message.message_id not in self._tried
+        self._tried.add(message.message_id)
+        if message.recipient in self.retry_addresses or (first_try and message.recipient in self.flaky_addresses):
             return self._failure(message, ProviderError("inprocess.busy", "try again", is_transient=True),
                                  Outcome.RETRY_LATER)
         self.sent.append(message)

@@ -159,6 +159,19 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class DispatchConfig:
+    """How the dispatcher treats lost outcomes and unwell providers (the circuit breaker per sender account)."""
+
+    # An attempt whose outcome was lost (the worker died during the call) waits this long for a receipt before
+    # it is retried: re-sending at once could deliver the message twice.
+    reconcile_seconds: float = 60.0
+    breaker_window: int = 20  # the last N send results of a sender
+    breaker_min_calls: int = 10  # at least this many of them before the circuit may open
+    breaker_error_rate: float = 0.5  # the share of provider errors (5xx, timeouts, throttling) that opens it
+    breaker_open_seconds: float = 30.0  # then one probe; its success closes the circuit
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """The whole validated pipeline.toml."""
 
@@ -172,6 +185,7 @@ class PipelineConfig:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     retry: tuple[tuple[str, RetryPolicy], ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
 
     def channel(self, channel_id: str) -> ChannelConfig | None:
         return next((channel for channel in self.channels if channel.id == channel_id), None)

@@ -17,6 +17,7 @@ from switchboard._config_model import (
     ConfigError,
     Defaults,
     DemoConfig,
+    DispatchConfig,
     PairLimit,
     PipelineConfig,
     Quota,
@@ -32,7 +33,7 @@ from switchboard._config_model import (
 from switchboard._config_read import Reader, child, item
 
 SECTIONS = ("streams", "demo", "tenants", "channels", "templates", "triggers", "routes", "rate_limits", "retry",
-            "defaults")
+            "defaults", "dispatch")
 
 # A trigger's variable is a path into the data it sees, not an expression: nothing is evaluated.
 # Setting names that hold a secret's value; allowed only as `*_env` (the name of the variable holding it).
@@ -79,6 +80,7 @@ def parse(file: Path, raw: dict[str, Any]) -> PipelineConfig:
         rate_limits=_rate_limits(read, raw.get("rate_limits", {}), tenant_ids, {c.provider for c in channels}),
         retry=retry,
         defaults=_defaults(read, raw.get("defaults", {})),
+        dispatch=_dispatch(read, raw.get("dispatch", {})),
     )
 
 
@@ -108,6 +110,27 @@ def _streams(read: Reader, value: Any) -> StreamsConfig:
     if replication == 0:
         raise read.error("streams.replication", "must be -1 (automatic) or at least 1, not 0")
     return StreamsConfig(partitions=partitions, replication=replication)
+
+
+def _dispatch(read: Reader, value: Any) -> DispatchConfig:
+    names = ("reconcile_seconds", "breaker_window", "breaker_min_calls", "breaker_error_rate", "breaker_open_seconds")
+    values = read.table("dispatch", value, names)
+    default = DispatchConfig()
+    rate = read.positive("dispatch.breaker_error_rate", values.get("breaker_error_rate", default.breaker_error_rate))
+    if rate > 1:
+        raise read.error("dispatch.breaker_error_rate", f"must be a share between 0 and 1, not {rate}")
+    window = read.integer("dispatch.breaker_window", values.get("breaker_window", default.breaker_window), 1)
+    min_calls = read.integer("dispatch.breaker_min_calls", values.get("breaker_min_calls", default.breaker_min_calls),
+                             1)
+    if min_calls > window:
+        raise read.error("dispatch.breaker_min_calls", f"must not exceed breaker_window ({window})")
+    return DispatchConfig(
+        reconcile_seconds=read.positive("dispatch.reconcile_seconds",
+                                        values.get("reconcile_seconds", default.reconcile_seconds)),
+        breaker_window=window, breaker_min_calls=min_calls, breaker_error_rate=rate,
+        breaker_open_seconds=read.positive("dispatch.breaker_open_seconds",
+                                           values.get("breaker_open_seconds", default.breaker_open_seconds)),
+    )
 
 
 def _demo(read: Reader, value: Any) -> DemoConfig:

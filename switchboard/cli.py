@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_topics(commands)
     _add_config(commands)
     _add_receiver(commands)
+    _add_normaliser(commands)
     _add_ingest(commands)
     simulator = commands.add_parser("simulator", add_help=False,
                                     help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
@@ -230,6 +231,28 @@ def _receiver(args: argparse.Namespace) -> int:
         raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
     asyncio.run(run_receiver(bootstrap, host=args.host, port=args.port, channels=args.channels or ["whatsapp"],
                              prefix=args.topic_prefix, partitions=args.partitions))
+    return 0
+
+
+def _add_normaliser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    normaliser = commands.add_parser("normaliser", help="turn raw webhooks (sb.webhooks.raw) into pipeline commands")
+    normaliser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    normaliser.add_argument("--topic-prefix", default="", help="prefix for every topic (tests use a unique one)")
+    normaliser.add_argument("--group", default="switchboard-normaliser", help="consumer group of the raw topic")
+    normaliser.add_argument("--config", default="pipeline.toml", help="channels and tenants (reloaded on change)")
+    normaliser.set_defaults(handler=_normaliser)
+
+
+def _normaliser(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from connectors.normaliser import NormaliserConfig, run_normaliser
+
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    asyncio.run(run_normaliser(NormaliserConfig(bootstrap, args.topic_prefix, args.group, Path(args.config))))
     return 0
 
 

@@ -1,6 +1,14 @@
 """The message pipeline: triggers, the single writer per contact, and the dispatcher per sender account."""
 
-from streams.pipeline._commands import COMMAND_KINDS, PRIORITIES, CommandError, check_command, check_job
+from streams.pipeline._commands import (
+    COMMAND_KINDS,
+    PRIORITIES,
+    CommandError,
+    check_command,
+    check_job,
+    parse_reference,
+    send_reference,
+)
 from streams.pipeline._dispatch import BreakerSettings, CircuitBreaker, Dispatcher, Limits, SenderState
 from streams.pipeline._state import ContactRow, MessageSlot
 from streams.pipeline._writer import STOP_WORDS, Effects, Emitted, Writer
@@ -22,4 +30,6 @@ __all__ = [
     "Writer",
     "check_command",
     "check_job",
+    "parse_reference",
+    "send_reference",
 ]

@@ -15,6 +15,8 @@ __all__ = [
     "CommandError",
     "check_command",
     "check_job",
+    "parse_reference",
+    "send_reference",
     "priority_rank",
 ]
 
@@ -50,6 +52,23 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
 
 class CommandError(SwitchboardError):
     """A record on a command topic that the pipeline cannot read; it goes to the dead letters with this reason."""
+
+
+def send_reference(contact_id: str, message_id: str) -> str:
+    """The id a send carries to the provider (WhatsApp's biz_opaque_callback_data) and its receipts bring back.
+
+    It names the contact as well as the message, so a receipt can be keyed to the writer's partition without a
+    lookup: `<contact id>.<message id>`, both UUIDs.
+    """
+    return f"{contact_id}.{message_id}"
+
+
+def parse_reference(reference: str) -> tuple[str, str] | None:
+    """(contact id, message id) from a send reference; None if it is not one of ours."""
+    contact_id, dot, message_id = reference.partition(".")
+    if not dot or len(contact_id) != 36 or len(message_id) != 36:
+        return None
+    return contact_id, message_id
 
 
 def check_command(value: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,8 +96,8 @@ class SenderState:
 class Dispatcher:
     """Pure decisions: which jobs go now, and what each send result tells the writer."""
 
-    def __init__(self, breaker: BreakerSettings | None = None) -> None:
-        self.breaker = breaker or BreakerSettings()
+    def __init__(self, breaker: Callable[[], BreakerSettings] = BreakerSettings) -> None:
+        self._breaker = breaker  # read per result: the pipeline declaration is reloaded while running
 
     def admit(self, state: SenderState, job: dict[str, Any]) -> dict[str, Any] | None:
         """Queues a job in its lane; a job seen before gets nothing, one lost mid-call gets an `unknown` outcome."""
@@ -137,7 +138,7 @@ class Dispatcher:
         key = _key(job)
         state.inflight.pop(key, None)
         self._remember(state, key, result.outcome.value)
-        state.breaker.record(result.outcome in _PROVIDER_ERRORS, now, self.breaker)
+        state.breaker.record(result.outcome in _PROVIDER_ERRORS, now, self._breaker())
         return outcome_command(job, result.outcome.value, result)
 
     def _may_send(self, state: SenderState, job: dict[str, Any], limits: Limits, now: float) -> bool:
@@ -147,6 +148,7 @@ class Dispatcher:
         return state.breaker.allows(now)
 
     def _start(self, state: SenderState, job: dict[str, Any], now: float) -> None:
+        job["sent_at"] = now  # travels with the outcome: when the provider was called, for audits and tests
         state.inflight[_key(job)] = job
         state.pair_last[job["address"]] = now
         if len(state.pair_last) > 4 * SEEN_KEPT:  # forget recipients whose gap has long passed
@@ -176,7 +178,7 @@ def outcome_command(job: dict[str, Any], outcome: str, result: SendResult | None
     command: dict[str, Any] = {
         "kind": "outcome", "v": 1, "command_id": f"{job['message_id']}:{job['attempt']}:{outcome}",
         "contact_id": job["contact_id"], "message_id": job["message_id"], "attempt": job["attempt"],
-        "outcome": outcome,
+        "outcome": outcome, "sent_at": job.get("sent_at"),
     }
     if result is not None:
         command["provider_message_id"] = result.provider_message_id

@@ -8,6 +8,7 @@ from typing import Any
 
 from connectors import ChannelDriver, OutboundMessage, Template, TemplateParam, Text, TextParam
 from connectors.registry import load_drivers
+from streams.pipeline._commands import send_reference
 from streams.pipeline._dispatch import Limits
 from switchboard.config import PipelineConfig
 
@@ -61,8 +62,8 @@ def outbound(job: Mapping[str, Any], sender_address: str) -> OutboundMessage:
             tuple(TextParam(text, name) for name, text in content["named"])
             or tuple(TextParam(text) for text in content["positional"]))
         body = Template(content["name"], content["language"], body=params)
-    return OutboundMessage(message_id=job["message_id"], sender=sender_address, recipient=job["address"],
-                           content=body)
+    return OutboundMessage(message_id=send_reference(job["contact_id"], job["message_id"]), sender=sender_address,
+                           recipient=job["address"], content=body)
 
 
 def limits_for(config: PipelineConfig, channel_id: str, sender_id: str) -> Limits | None:

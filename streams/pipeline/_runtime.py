@@ -21,7 +21,7 @@ from aggregates import Contact, Message, to_record
 from schemas import DecodedEvent, TraceContext, decode, encode
 from streams.observability import StageMetrics
 from streams.pipeline._commands import CommandError, check_command, check_job
-from streams.pipeline._dispatch import Dispatcher, SenderState
+from streams.pipeline._dispatch import BreakerSettings, Dispatcher, SenderState
 from streams.pipeline._drivers import DriverPool, limits_for, outbound
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Effects, Writer
@@ -66,8 +66,12 @@ class Runtime:
         self.senders, self.sender_index = tables["senders"], tables["sender_index"]
         self.metrics = metrics
         self.writer = Writer(lambda: self.config)
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(self._breaker_settings)
         self.drivers = DriverPool(send_concurrency)
+
+    def _breaker_settings(self) -> BreakerSettings:
+        d = self.config.dispatch
+        return BreakerSettings(d.breaker_window, d.breaker_min_calls, d.breaker_error_rate, d.breaker_open_seconds)
 
     @property
     def config(self) -> PipelineConfig:

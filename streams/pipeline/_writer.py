@@ -34,8 +34,6 @@ _log = logging.getLogger(__name__)
 
 # Inbound texts that revoke consent on their channel (WhatsApp's and the carriers' usual opt-out words).
 STOP_WORDS = frozenset({"stop", "stopp", "unsubscribe", "cancel", "end", "quit", "opt out", "optout", "arret", "pare"})
-# An attempt whose outcome was lost (the worker died during the call) waits this long for a receipt before a retry.
-RECONCILE_SECONDS = 60.0
 # How long an accepted message stays open for receipts (and a late failure's fallback) before the row forgets it.
 RECEIPT_HORIZON_SECONDS = 3 * 24 * 3600.0
 # Service messages answer the contact inside the window and need no consent of their own.
@@ -187,7 +185,8 @@ class Writer:
         if outcome == Outcome.ACCEPTED:
             self._accepted(row, slot, command, now, effects)
         elif outcome == "unknown":
-            slot.timer, slot.timer_kind = now + RECONCILE_SECONDS, "reconcile"
+            # The worker died during the call: wait for a receipt rather than risk sending it twice.
+            slot.timer, slot.timer_kind = now + self._config().dispatch.reconcile_seconds, "reconcile"
         elif outcome == "circuit_open":
             self._fail_over(row, slot, "circuit open on the channel account", now, effects)
         else:

@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -29,6 +30,10 @@ _log = logging.getLogger(__name__)
 # Commands and dispatch jobs are inputs, not history (the writer records every decision as an event), and the
 # partition clock ticks into them: a week covers any outage we would replay them through.
 COMMAND_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
+# Table changelogs keep the latest row per key. We create them before faust starts: faust declares them
+# itself, but a batch can write a row before its own declaration has reached the consumer's metadata.
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+TABLES = ("contacts", "timers", "senders", "sender_index")
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,15 @@ class PipelineSettings:
         t, n, r = self.topics, self.partitions, self.replication
         return [TopicSpec(t.commands, n, r, COMMAND_TOPIC_CONFIG), TopicSpec(t.dispatch, n, r, COMMAND_TOPIC_CONFIG),
                 *(TopicSpec(name, n, r, AUDIT_LOG_CONFIG) for name in
-                  (t.message_events, t.contact_events, t.business_events, t.deadletters))]
+                  (t.message_events, t.contact_events, t.business_events, t.deadletters)),
+                *(TopicSpec(self.changelog(table), n, r, CHANGELOG_CONFIG) for table in TABLES)]
+
+    def table_name(self, table: str) -> str:
+        return f"{self.topic_prefix}{table}"
+
+    def changelog(self, table: str) -> str:
+        """faust's name for a table's changelog topic."""
+        return f"{self.app_id}-{self.table_name(table)}-changelog"
 
     def command_line(self) -> list[str]:
         """The `switchboard` arguments that run this worker."""
@@ -100,8 +113,7 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     commands = app.topic(topics.commands, key_type=str, value_serializer="json", partitions=n)
     dispatch = app.topic(topics.dispatch, key_type=str, value_serializer="json", partitions=n)
     business = app.topic(topics.business_events, key_type=str, value_serializer="raw", partitions=n)
-    tables = {name: _state_table(app, f"{settings.topic_prefix}{name}", n)
-              for name in ("contacts", "timers", "senders", "sender_index")}
+    tables = {name: _state_table(app, settings.table_name(name), n) for name in TABLES}
     registry = CollectorRegistry()
     metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch")}
     install_endpoints(app, registry)
@@ -140,12 +152,19 @@ def _batches(stream: faust.StreamT[Any], size: int, within: float) -> Any:
     return cast(faust.Stream[Any], stream).take_events(size, within)
 
 
+class _StateRow:
+    """The value type of our tables: faust reads a table's codec from `_options.serializer` of its value type
+    (for a faust Record), else uses json, for writes and for recovery alike; rows pass through unchanged."""
+
+    _options = SimpleNamespace(serializer="switchboard-state")
+
+    @classmethod
+    def from_data(cls, data: Any, *, preferred_type: Any = None) -> Any:
+        return data
+
+
 def _state_table(app: faust.App, name: str, partitions: int) -> Any:
-    table = app.Table(name, key_type=str, partitions=partitions)
-    # faust takes a table's codec from its value type (a faust Record), else json; ours are plain dataclasses.
-    # The store and the changelog topic are created lazily, after this.
-    cast(Any, table).value_serializer = "switchboard-state"  # an attribute of Table, not of TableT
-    return table
+    return app.Table(name, key_type=str, value_type=_StateRow, partitions=partitions)
 
 
 async def _tick(app: faust.App, topic_names: set[str]) -> None:

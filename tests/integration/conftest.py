@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from streams.pipeline.app import PipelineSettings
 from streams.tally import TallyConfig
 from switchboard.localkafka import cache_root, ensure_jars, external_bootstrap, kafka_version, local_cluster
+from switchboard.topics import ensure_topics
 from switchboard.workers import TallyWorker, WorkerProcess
 
 TEST_BASE_PORT = 21092  # apart from the demo's 19092; below the ephemeral range, so no client socket holds it
@@ -74,6 +76,30 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[TallyConfig], TallyWorker
 
     def start(config: TallyConfig) -> TallyWorker:
         worker = WorkerProcess(config, tmp_path / f"{config.worker_name}.log")
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.is_running():
+            worker.kill()
+
+
+StartPipeline = Callable[..., Awaitable[WorkerProcess[PipelineSettings]]]
+
+
+@pytest.fixture
+def start_pipeline(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> Iterator[StartPipeline]:
+    """Starts pipeline workers for a test; none outlives it."""
+    started: list[WorkerProcess[PipelineSettings]] = []
+
+    async def start(config: Path, name: str = "pipeline-1", **options: object) -> WorkerProcess[PipelineSettings]:
+        settings = PipelineSettings(bootstrap=kafka_bootstrap, data_dir=str(tmp_path / name / "state"),
+                                    config_path=str(config), app_id=f"{unique_prefix}pipeline",
+                                    topic_prefix=unique_prefix, worker_name=name, **options)  # type: ignore[arg-type]
+        await ensure_topics(kafka_bootstrap, settings.topic_specs())  # before any test record is produced
+        worker = WorkerProcess(settings, tmp_path / f"{name}.log")
         worker.start()
         started.append(worker)
         return worker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +157,26 @@ def terminal_count(events: list[tuple[str, dict[str, Any]]]) -> int:
 
 def types(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return [event_type for event_type, _ in events]
+
+
+async def outcomes(bootstrap: str, prefix: str, done: Callable[[list[dict[str, Any]]], bool],
+                   timeout: float = 90.0) -> list[dict[str, Any]]:
+    """The dispatcher's outcome commands on the commands topic, once `done` holds for them."""
+    def only_outcomes(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [v for v in values if v.get("kind") == "outcome"]
+
+    values = await collect_json_values(bootstrap, Topics(prefix).commands, lambda v: done(only_outcomes(v)), timeout)
+    return only_outcomes(values)
+
+
+async def collect_json_values(bootstrap: str, topic: str, done: Callable[[list[dict[str, Any]]], bool],
+                              timeout: float = 90.0) -> list[dict[str, Any]]:
+    return await collect(bootstrap, topic, done, json.loads, timeout)
+
+
+def payloads(events: list[tuple[str, dict[str, Any]]], event_type: str) -> list[dict[str, Any]]:
+    return [value for kind, value in events if kind == event_type]
+
+
+def routed_channels(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [value["channel"] for value in payloads(events, "MessageRouted")]
