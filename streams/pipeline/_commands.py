@@ -16,8 +16,8 @@ __all__ = [
     "check_command",
     "check_job",
     "parse_reference",
-    "send_reference",
     "priority_rank",
+    "send_reference",
 ]
 
 COMMAND_VERSION: Final = 1

@@ -8,9 +8,9 @@ import logging
 import os
 import pickle
 import time
-from types import SimpleNamespace
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import faust

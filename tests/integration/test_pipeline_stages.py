@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from streams.pipeline._runtime import Topics
 from tests.integration.conftest import StartPipeline
 from tests.integration.pipeline_support import (
     collect_json_values,
@@ -19,7 +20,6 @@ from tests.integration.pipeline_support import (
     types,
     write_pipeline,
 )
-from streams.pipeline._runtime import Topics
 
 Events = dict[str, list[tuple[str, dict[str, Any]]]]
 
