@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,6 @@ from streams.policies import TokenBucket
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "Dispatcher", "Limits", "SenderState"]
 
-SEEN_KEPT = 5000  # settled (message, attempt) pairs remembered per sender, to ignore redelivered jobs
 # Outcomes that say the provider (or the way to it) is unwell, as opposed to one message being wrong.
 _PROVIDER_ERRORS = frozenset({Outcome.RETRY_LATER, Outcome.STOP_ACCOUNT})
 
@@ -81,9 +81,11 @@ class SenderState:
 
     lanes: tuple[list[dict[str, Any]], ...] = field(default_factory=lambda: ([], [], []))
     bucket: TokenBucket | None = None
-    pair_last: dict[str, float] = field(default_factory=dict)  # recipient address -> last send
+    pair_last: dict[str, float] = field(default_factory=dict)  # recipient address -> last send, within the gap
     inflight: dict[str, dict[str, Any]] = field(default_factory=dict)  # "message:attempt" -> job, before the call
-    seen: OrderedDict[str, str] = field(default_factory=OrderedDict)  # "message:attempt" -> outcome
+    # Jobs settled since the runtime last moved them to its `dispatched` table (one row per job, so this row
+    # stays small however many messages the sender has sent).
+    settled: dict[str, str] = field(default_factory=dict)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     applied_offset: int = -1
 
@@ -98,11 +100,26 @@ class Dispatcher:
 
     def __init__(self, breaker: Callable[[], BreakerSettings] = BreakerSettings) -> None:
         self._breaker = breaker  # read per result: the pipeline declaration is reloaded while running
+        # Marks the jobs this process put in flight; one marked by another process lost its outcome with it.
+        self.incarnation = uuid.uuid4().hex
 
-    def admit(self, state: SenderState, job: dict[str, Any]) -> dict[str, Any] | None:
-        """Queues a job in its lane; a job seen before gets nothing, one lost mid-call gets an `unknown` outcome."""
+    def orphans(self, state: SenderState) -> list[dict[str, Any]]:
+        """`unknown` outcomes for jobs a dead worker had in flight: the writer reconciles them from receipts.
+
+        Their records may never be redelivered (the row that marked them also moved the applied offset past
+        them), so they are found here, in the restored row, by the incarnation that marked them.
+        """
+        lost = [job for job in state.inflight.values() if job.get("incarnation") != self.incarnation]
+        for job in lost:
+            del state.inflight[_key(job)]
+            self._remember(state, _key(job), "unknown")
+        return [outcome_command(job, "unknown") for job in lost]
+
+    def admit(self, state: SenderState, job: dict[str, Any],
+              settled_before: Callable[[str], bool]) -> dict[str, Any] | None:
+        """Queues a job in its lane; a job settled before gets nothing, one lost mid-call an `unknown` outcome."""
         key = _key(job)
-        if key in state.seen:
+        if key in state.settled or settled_before(key):
             return None
         if key in state.inflight:  # the worker died during the provider call: reconcile, never re-send blindly
             del state.inflight[key]
@@ -128,7 +145,7 @@ class Dispatcher:
                     state.bucket = bucket
                     return sending, refused
                 lane.remove(job)
-                self._start(state, job, now)
+                self._start(state, job, limits, now)
                 sending.append(job)
         state.bucket = bucket
         return sending, refused
@@ -147,12 +164,15 @@ class Dispatcher:
             return False  # this recipient waits; others behind it in the lane may go
         return state.breaker.allows(now)
 
-    def _start(self, state: SenderState, job: dict[str, Any], now: float) -> None:
+    def _start(self, state: SenderState, job: dict[str, Any], limits: Limits, now: float) -> None:
         job["sent_at"] = now  # travels with the outcome: when the provider was called, for audits and tests
+        job["incarnation"] = self.incarnation
         state.inflight[_key(job)] = job
+        if limits.pair_interval is None:
+            return
         state.pair_last[job["address"]] = now
-        if len(state.pair_last) > 4 * SEEN_KEPT:  # forget recipients whose gap has long passed
-            cutoff = now - 3600.0
+        cutoff = now - limits.pair_interval  # a recipient whose gap has passed needs no entry
+        if len(state.pair_last) > 64 and min(state.pair_last.values()) <= cutoff:
             state.pair_last = {a: t for a, t in state.pair_last.items() if t > cutoff}
 
     def _shed(self, state: SenderState, now: float) -> list[dict[str, Any]]:
@@ -168,9 +188,7 @@ class Dispatcher:
 
     @staticmethod
     def _remember(state: SenderState, key: str, outcome: str) -> None:
-        state.seen[key] = outcome
-        while len(state.seen) > SEEN_KEPT:
-            state.seen.popitem(last=False)
+        state.settled[key] = outcome
 
 
 def outcome_command(job: dict[str, Any], outcome: str, result: SendResult | None = None) -> dict[str, Any]:

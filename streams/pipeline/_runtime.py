@@ -53,6 +53,9 @@ class _Batch:
     """State rows touched by one batch, each with an event of its partition (faust writes its changelog there)."""
 
     rows: dict[str, tuple[Any, EventT[Any]]] = field(default_factory=dict)
+    # Each contact row pickled after its last command: the image to roll back to if the next command fails,
+    # and what is written to the table at the end (so a row is pickled once per command, not twice).
+    images: dict[str, bytes] = field(default_factory=dict)
     pending: Pending = field(default_factory=list)
 
 
@@ -64,6 +67,7 @@ class Runtime:
         self.app, self.topics, self._config = app, topics, config
         self.contacts, self.timers = tables["contacts"], tables["timers"]
         self.senders, self.sender_index = tables["senders"], tables["sender_index"]
+        self.dispatched = tables["dispatched"]  # "message:attempt" -> outcome: a job is never sent twice
         self.metrics = metrics
         self.writer = Writer(lambda: self.config)
         self.dispatcher = Dispatcher(self._breaker_settings)
@@ -135,17 +139,18 @@ class Runtime:
         offset = event.message.offset
         if redeliverable and offset <= row.applied_offset:
             return  # a redelivery: the row was written only after this record's outputs were durable
-        before = pickle.dumps(row)
         try:
             effects = self.writer.handle(row, command, now)
         except Exception as error:  # a bug or a contradictory command must not stop the partition
             _log.exception("writer failed on a %s command", command.get("kind"))
-            row = pickle.loads(before)
+            image = batch.images.get(contact_id)
+            row = pickle.loads(image) if image is not None else self.contacts.get(contact_id) or ContactRow()
             effects = Effects(dead_letters=[{"contact_id": contact_id, "stage": "writer",
                                              "reason": f"{type(error).__name__}: {error}", "command": command}])
         if redeliverable:
             row.applied_offset = offset
         batch.rows[contact_id] = (row, event)
+        batch.images[contact_id] = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
         self._reindex(self._index(self.timers, event, batch), contact_id, row.next_timer())
         await self._ship(effects, batch.pending)
 
@@ -159,12 +164,12 @@ class Runtime:
         plan = self._plan(batch, touched)
         await asyncio.gather(*batch.pending)
         batch.pending.clear()
-        self._store(self.senders, self.sender_index, batch)
+        self._store_senders(batch)
         if plan:
             await self.app.producer.flush()  # the in-flight marks are durable before any provider call
             await self._send_all(plan, batch)
             await asyncio.gather(*batch.pending)
-            self._store(self.senders, self.sender_index, batch)
+            self._store_senders(batch)
 
     async def _admit_one(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]]) -> None:
         _as_current(event)
@@ -182,7 +187,7 @@ class Runtime:
         state: SenderState = self._row(self.senders, key, batch, SenderState)
         if event.message.offset <= state.applied_offset:
             return
-        reply = self.dispatcher.admit(state, job)
+        reply = self.dispatcher.admit(state, job, lambda job_key: self.dispatched.get(job_key) is not None)
         state.applied_offset = event.message.offset
         batch.rows[key] = (state, event)
         touched[key] = event
@@ -200,8 +205,9 @@ class Runtime:
             limits = limits_for(self.config, channel_id, sender_id)
             if limits is None:
                 continue  # the sender was removed from the pipeline: its jobs wait until it returns
+            lost = self.dispatcher.orphans(state)
             sending, refused = self.dispatcher.ready(state, limits, now)
-            batch.pending.extend(self._send_command_soon(reply) for reply in refused)
+            batch.pending.extend(self._send_command_soon(reply) for reply in [*lost, *refused])
             plan.extend((key, job) for job in sending)
             self._reindex(self._index(self.sender_index, event, batch), key, 0.0 if _busy(state) else None)
         return plan
@@ -251,7 +257,16 @@ class Runtime:
     def _store(table: Any, index_table: Any, batch: _Batch) -> None:
         for key, (value, event) in batch.rows.items():
             _as_current(event)  # faust writes a key's changelog to the partition of the current event
-            (index_table if key.startswith("~index:") else table)[key] = value
+            (index_table if key.startswith("~index:") else table)[key] = batch.images.get(key, value)
+
+    def _store_senders(self, batch: _Batch) -> None:
+        for value, event in batch.rows.values():
+            if isinstance(value, SenderState) and value.settled:
+                _as_current(event)
+                for job_key, outcome in value.settled.items():
+                    self.dispatched[job_key] = outcome
+                value.settled.clear()
+        self._store(self.senders, self.sender_index, batch)
 
     async def _ship(self, effects: Effects, pending: Pending) -> None:
         for emitted in effects.events:

@@ -36,6 +36,8 @@ _log = logging.getLogger(__name__)
 STOP_WORDS = frozenset({"stop", "stopp", "unsubscribe", "cancel", "end", "quit", "opt out", "optout", "arret", "pare"})
 # How long an accepted message stays open for receipts (and a late failure's fallback) before the row forgets it.
 RECEIPT_HORIZON_SECONDS = 3 * 24 * 3600.0
+# How long a read message stays open for the receipts its read overtook.
+LATE_RECEIPT_SECONDS = 3600.0
 # Service messages answer the contact inside the window and need no consent of their own.
 _CONSENT_OF: Mapping[str, ConsentCategory] = {c.value: c for c in ConsentCategory}
 _FAILURE_OF: Mapping[Outcome, FailureClass] = {
@@ -163,8 +165,11 @@ class Writer:
             slot.timer, slot.timer_kind = None, None
             self._release(row, slot)
         self._collect(slot, message, effects)
-        if message.reached(ReceiptStatus.READ):
-            row.finish(str(message.id), "read")
+        if message.reached(ReceiptStatus.READ) and slot.timer_kind != "late":
+            # Read is the last status, but receipts it overtook (delivered, sent) may still arrive: keep the
+            # message open a while for them, then forget it.
+            self._release(row, slot)
+            slot.timer, slot.timer_kind = now + LATE_RECEIPT_SECONDS, "late"
 
     def _receipt_failed(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
                         effects: Effects) -> None:

@@ -186,14 +186,9 @@ async def test_duplicated_and_reordered_receipts_yield_one_event_per_status(stac
     events = await settled_events(stack, "e2e-shuffled", "e2e-shuffled-1")
     counts = Counter(types(events))
     order = [command["status"] for command in applied]  # as the writer applies them: one partition, in order
-    if counts["MessageDelivered"] == 0 and order.index("delivered") > order.index("read"):
-        pytest.xfail(f"the writer forgets a message at `read`, so a later `delivered` is lost ({order}); "
-                     "see test_a_delivered_receipt_after_read_still_counts")
     assert [counts[status] for status in STATUSES] == [1, 1, 1], (order, types(events))
 
 
-@pytest.mark.xfail(strict=True, reason="streams/pipeline/_writer.py _on_receipt finishes the message on `read`; "
-                                       "a `delivered` applied after it finds no slot and is dropped")
 async def test_a_delivered_receipt_after_read_still_counts(stack: Stack) -> None:
     simulator, key = stack.simulator, "e2e-late-delivered"
     simulator.webhook_url = None  # this message's receipts are posted by the test, in an order it chooses
