@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors import ChannelDriver, OutboundMessage, Template, TemplateParam, Text, TextParam
+from connectors.inprocess import InProcessDriver
 from connectors.registry import load_drivers
 from streams.pipeline._commands import send_reference
 from streams.pipeline._dispatch import Limits
@@ -47,7 +48,9 @@ class DriverPool:
 
     def _load(self) -> dict[str, type[ChannelDriver]]:
         if self._classes is None:
-            self._classes = load_drivers()
+            # The in-process channel is built in rather than a plugin: it stands in for a provider in tests and
+            # benchmarks, has no webhooks, and so is not one of the channels the driver contract speaks for.
+            self._classes = {**load_drivers(), InProcessDriver.channel: InProcessDriver}
         return self._classes
 
 

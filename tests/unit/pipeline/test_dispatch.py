@@ -1,0 +1,101 @@
+"""The dispatcher's decisions for one sender: lanes, its token bucket, the pair limit, the circuit, lost attempts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors import Outcome, ProviderError, SendResult
+from streams.pipeline import BreakerSettings, Dispatcher, Limits, SenderState
+
+FAST = Limits(per_second=1000, burst=1000)
+
+
+def job(n: int, priority: str = "normal", address: str | None = None, attempt: int = 1) -> dict[str, Any]:
+    return {"kind": "send", "message_id": f"m-{n}", "contact_id": f"c-{n}", "tenant": "acme", "attempt": attempt,
+            "channel": "whatsapp", "sender": "wa-main", "address": address or f"+49170{n:07d}",
+            "content": {"type": "text", "body": "hi"}, "priority": priority}
+
+
+def result(sent: dict[str, Any], outcome: Outcome = Outcome.ACCEPTED) -> SendResult:
+    error = None if outcome is Outcome.ACCEPTED else ProviderError("131000", "boom")
+    return SendResult(outcome, sent["message_id"], provider_message_id="wamid.x", error=error)
+
+
+def never(_: str) -> bool:
+    return False
+
+
+def test_high_priority_goes_before_a_backlog() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    for n in range(5):
+        dispatcher.admit(state, job(n, "low"), never)
+    dispatcher.admit(state, job(99, "high"), never)
+    sending, _ = dispatcher.ready(state, Limits(per_second=1, burst=2), now=0.0)
+    assert [j["message_id"] for j in sending] == ["m-99", "m-0"]
+
+
+def test_the_bucket_refills_at_its_rate() -> None:
+    dispatcher, state, limits = Dispatcher(), SenderState(), Limits(per_second=10, burst=1)
+    for n in range(10):
+        dispatcher.admit(state, job(n), never)
+    counts = [len(dispatcher.ready(state, limits, now=t / 10)[0]) for t in range(10)]
+    assert counts == [1] * 10
+
+
+def test_the_pair_limit_holds_one_recipient_and_lets_others_pass() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    limits = Limits(per_second=1000, burst=1000, pair_interval=6.0)
+    for n, address in enumerate(["+1", "+1", "+2"]):
+        dispatcher.admit(state, job(n, address=address), never)
+    assert [j["message_id"] for j in dispatcher.ready(state, limits, now=0.0)[0]] == ["m-0", "m-2"]
+    assert dispatcher.ready(state, limits, now=5.9)[0] == []
+    assert [j["message_id"] for j in dispatcher.ready(state, limits, now=6.0)[0]] == ["m-1"]
+
+
+def test_a_settled_or_queued_job_is_not_admitted_twice() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    dispatcher.admit(state, job(1), never)
+    dispatcher.admit(state, job(1), never)
+    assert state.queued == 1
+    [sent], _ = dispatcher.ready(state, FAST, now=0.0)
+    dispatcher.settle(state, sent, result(sent), now=0.1)
+    assert dispatcher.admit(state, job(1), never) is None
+    assert dispatcher.admit(SenderState(), job(1), lambda key: key == "m-1:1") is None
+
+
+def test_a_job_in_flight_in_a_dead_worker_is_reported_unknown_not_resent() -> None:
+    dead, state = Dispatcher(), SenderState()
+    dead.admit(state, job(1), never)
+    dead.ready(state, FAST, now=0.0)
+    heir = Dispatcher()
+    [lost] = heir.orphans(state)
+    assert (lost["message_id"], lost["outcome"]) == ("m-1", "unknown")
+    assert heir.ready(state, FAST, now=1.0)[0] == [] and not state.inflight
+
+
+def test_the_circuit_opens_sheds_and_closes_after_a_probe() -> None:
+    settings = BreakerSettings(window=4, min_calls=4, error_rate=0.5, open_seconds=10)
+    dispatcher, state = Dispatcher(lambda: settings), SenderState()
+    for n in range(4):
+        dispatcher.admit(state, job(n), never)
+    for sent in dispatcher.ready(state, FAST, now=0.0)[0]:
+        dispatcher.settle(state, sent, result(sent, Outcome.RETRY_LATER), now=0.0)
+    assert state.breaker.state(1.0) == "open"
+    dispatcher.admit(state, job(10), never)
+    dispatcher.admit(state, job(11, "low"), never)
+    sending, refused = dispatcher.ready(state, FAST, now=1.0)
+    assert sending == [] and [r["outcome"] for r in refused] == ["circuit_open"]
+    [probe], _ = dispatcher.ready(state, FAST, now=10.0)
+    assert probe["message_id"] == "m-11"  # the low-priority job waited and is the probe
+    dispatcher.settle(state, probe, result(probe), now=10.1)
+    assert state.breaker.state(10.2) == "closed"
+
+
+def test_a_failed_probe_opens_the_circuit_again() -> None:
+    settings = BreakerSettings(window=2, min_calls=2, error_rate=0.5, open_seconds=5)
+    dispatcher, state = Dispatcher(lambda: settings), SenderState()
+    state.breaker.open_until = 5.0
+    dispatcher.admit(state, job(1, "low"), never)
+    [probe], _ = dispatcher.ready(state, FAST, now=5.0)
+    dispatcher.settle(state, probe, result(probe, Outcome.RETRY_LATER), now=5.0)
+    assert state.breaker.state(9.0) == "open" and state.breaker.state(10.0) == "half_open"
