@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,10 @@ async def test_a_business_event_triggers_a_message_for_matching_customers_only(
     assert "order_id=A-1" in payloads(events, "MessageRendered")[0]["body"]
 
 
+def _terminal_at_least(count: int) -> Callable[[dict[str, list[tuple[str, dict[str, Any]]]]], bool]:
+    return lambda got: sum(map(terminal_count, got.values())) >= count
+
+
 async def test_a_changed_route_takes_effect_without_a_restart(
         kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
     config = write_pipeline(tmp_path)
@@ -84,8 +89,7 @@ async def test_a_changed_route_takes_effect_without_a_restart(
     while True:  # the watcher polls the file; each probe message shows which declaration routed it
         await send_commands(kafka_bootstrap, unique_prefix, [request(f"after-{sent}", f"after-{sent}")])
         sent += 1
-        got = await message_events(kafka_bootstrap, unique_prefix,
-                                   lambda got, n=sent: sum(map(terminal_count, got.values())) >= n)
+        got = await message_events(kafka_bootstrap, unique_prefix, _terminal_at_least(sent))
         if any(routed_channels(e) == ["sms"] for e in got.values()):
             break
         assert time.monotonic() < deadline, "the new route was never used"

@@ -70,7 +70,8 @@ def test_a_job_in_flight_in_a_dead_worker_is_reported_unknown_not_resent() -> No
     heir = Dispatcher()
     [lost] = heir.orphans(state)
     assert (lost["message_id"], lost["outcome"]) == ("m-1", "unknown")
-    assert heir.ready(state, FAST, now=1.0)[0] == [] and not state.inflight
+    assert heir.ready(state, FAST, now=1.0)[0] == []
+    assert not state.inflight
 
 
 def test_the_circuit_opens_sheds_and_closes_after_a_probe() -> None:
@@ -84,7 +85,8 @@ def test_the_circuit_opens_sheds_and_closes_after_a_probe() -> None:
     dispatcher.admit(state, job(10), never)
     dispatcher.admit(state, job(11, "low"), never)
     sending, refused = dispatcher.ready(state, FAST, now=1.0)
-    assert sending == [] and [r["outcome"] for r in refused] == ["circuit_open"]
+    assert sending == []
+    assert [r["outcome"] for r in refused] == ["circuit_open"]
     [probe], _ = dispatcher.ready(state, FAST, now=10.0)
     assert probe["message_id"] == "m-11"  # the low-priority job waited and is the probe
     dispatcher.settle(state, probe, result(probe), now=10.1)
@@ -98,4 +100,5 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
     dispatcher.admit(state, job(1, "low"), never)
     [probe], _ = dispatcher.ready(state, FAST, now=5.0)
     dispatcher.settle(state, probe, result(probe, Outcome.RETRY_LATER), now=5.0)
-    assert state.breaker.state(9.0) == "open" and state.breaker.state(10.0) == "half_open"
+    assert state.breaker.state(9.0) == "open"
+    assert state.breaker.state(10.0) == "half_open"
