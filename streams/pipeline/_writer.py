@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from connectors import Outcome
 from streams.pipeline._commands import priority_rank
 from streams.pipeline._render import RenderFailure, render
 from streams.pipeline._state import ContactRow, MessageSlot
-from streams.policies import ConditionError
+from streams.policies import ConditionError, QuietHours
 from switchboard.config import PipelineConfig, RoutingError, choose_route
 
 __all__ = ["STOP_WORDS", "Effects", "Emitted", "Writer"]
@@ -258,7 +258,7 @@ class Writer:
         if _over_cap(row, message.category, contact, config, now):
             return SuppressionReason.FREQUENCY_CAP
         if message.category not in config.defaults.quiet_hours_exempt:
-            until = _quiet_until(contact, config, now)
+            until = _quiet_until(contact, row.attributes.get("timezone"), config, now)
             if until is not None:
                 return until
         return None
@@ -479,16 +479,27 @@ def _over_cap(row: ContactRow, category: MessageCategory, contact: Contact, conf
     return False
 
 
-def _quiet_until(contact: Contact, config: PipelineConfig, now: float) -> float | None:
-    """When quiet hours end, if `now` is inside them (the contact's own, else the default)."""
+def _quiet_until(contact: Contact, zone: str | None, config: PipelineConfig, now: float) -> float | None:
+    """When quiet hours end, if `now` is inside them: the contact's own, else the default in the contact's zone."""
     at = _dt(now)
     if contact.preferences.quiet_hours is not None:
         end = contact.preferences.quiet_hours.ends_after(at)
     elif config.defaults.quiet_hours is not None:
-        end = config.defaults.quiet_hours.ends_after(at)
+        default = config.defaults.quiet_hours
+        end = _in_zone(default, zone).ends_after(at)
     else:
         return None
     return end.timestamp() if end > at else None
+
+
+def _in_zone(quiet: QuietHours, zone: str | None) -> QuietHours:
+    """The default window in the recipient's own zone (their 22:00, not the company's), when it is known."""
+    if zone is None or zone == quiet.timezone:
+        return quiet
+    try:
+        return replace(quiet, timezone=zone)
+    except ValueError:  # an unknown zone in the contact's attributes: the default zone is the best guess
+        return quiet
 
 
 def _rank(slot: MessageSlot) -> int:

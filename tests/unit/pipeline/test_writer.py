@@ -146,3 +146,14 @@ def test_a_lost_attempt_is_reconciled_by_its_receipt(config: PipelineConfig) -> 
                "status": "sent", "provider_message_id": "wamid.9", "at": NOON + 2}
     assert event_types(w.handle(row, receipt, NOON + 2)) == ["Message.Sent"]
     assert w.handle(row, {"kind": "tick", "at": NOON + 120}, NOON + 120).jobs == []
+
+
+def test_default_quiet_hours_apply_in_the_recipients_own_zone(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    tokyo = contact_command()
+    tokyo["contact"]["attributes"]["timezone"] = "Asia/Tokyo"
+    w.handle(row, tokyo, NOON)  # 12:00 UTC is 21:00 in Tokyo: not quiet yet
+    assert w.handle(row, request("t-1"), NOON).jobs
+    late = NOON + 2 * 3600  # 23:00 in Tokyo, 14:00 in UTC
+    deferred = w.handle(row, request("t-2"), late)
+    assert "Message.Deferred" in event_types(deferred)
