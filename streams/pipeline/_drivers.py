@@ -6,7 +6,16 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from connectors import ChannelDriver, OutboundMessage, Template, TemplateParam, Text, TextParam
+from connectors import (
+    ChannelDriver,
+    Media,
+    MediaKind,
+    OutboundMessage,
+    Template,
+    TemplateParam,
+    Text,
+    TextParam,
+)
 from connectors.inprocess import InProcessDriver
 from connectors.registry import load_drivers
 from streams.pipeline._commands import send_reference
@@ -57,16 +66,24 @@ class DriverPool:
 def outbound(job: Mapping[str, Any], sender_address: str) -> OutboundMessage:
     """The driver's message for a dispatch job."""
     content = job["content"]
-    body: Text | Template
+    body: Text | Template | Media
     if content["type"] == "text":
         body = Text(content["body"])
+    elif content["type"] == "media":
+        body = _media(content)
     else:
         params: tuple[TemplateParam, ...] = (
             tuple(TextParam(text, name) for name, text in content["named"])
             or tuple(TextParam(text) for text in content["positional"]))
-        body = Template(content["name"], content["language"], body=params)
+        header = _media(content["header"]) if content.get("header") else None
+        body = Template(content["name"], content["language"], body=params, header=header)
     return OutboundMessage(message_id=send_reference(job["contact_id"], job["message_id"]), sender=sender_address,
                            recipient=job["address"], content=body)
+
+
+def _media(content: Mapping[str, Any]) -> Media:
+    return Media(MediaKind(content["kind"]), link=content.get("link"), media_id=content.get("media_id"),
+                 caption=content.get("caption"), filename=content.get("filename"))
 
 
 def limits_for(config: PipelineConfig, channel_id: str, sender_id: str) -> Limits | None:

@@ -25,18 +25,38 @@ class Rendered:
     locale: str | None
 
 
+MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
+
+
 def render(config: PipelineConfig, template: str | None, message: Message, contact: Contact,
-           window_open: bool) -> Rendered:
-    """A template when the message has one; free text only inside the customer-service window."""
+           window_open: bool, media: dict[str, Any] | None = None) -> Rendered:
+    """A template (with `media` as its header) when the message has one; else free text or media with a caption,
+    only inside the customer-service window."""
+    media = _checked_media(media)
     if template is not None:
-        return _template(config, template, message, contact)
+        rendered = _template(config, template, message, contact)
+        return rendered if media is None else Rendered({**rendered.content, "header": media}, rendered.summary,
+                                                       rendered.locale)
     if not window_open:
         raise RenderFailure("free text outside the 24-hour window: a template is required")
     try:
         body = render_text(message.body or "", dict(message.parameters))
     except RenderError as error:
         raise RenderFailure(f"free text: {error}") from error
+    if media is not None:
+        return Rendered({"type": "media", **media, "caption": body or None}, f"{media['kind']}: {body}", None)
     return Rendered({"type": "text", "body": body}, body, None)
+
+
+def _checked_media(media: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`{"kind", "link" | "media_id", "filename"?}` from a request, or RenderFailure saying what is wrong."""
+    if media is None:
+        return None
+    if media.get("kind") not in MEDIA_KINDS:
+        raise RenderFailure(f"media kind must be one of {', '.join(sorted(MEDIA_KINDS))}, not {media.get('kind')!r}")
+    if bool(media.get("link")) == bool(media.get("media_id")):
+        raise RenderFailure("media needs exactly one of link and media_id")
+    return {k: media[k] for k in ("kind", "link", "media_id", "filename") if media.get(k)}
 
 
 def _template(config: PipelineConfig, name: str, message: Message, contact: Contact) -> Rendered:
@@ -58,5 +78,7 @@ def content_summary(content: dict[str, Any]) -> str:
     """A short human-readable form, e.g. `template order_shipped[de](order_id=42)`; never empty."""
     if content["type"] == "text":
         return str(content["body"])
+    if content["type"] == "media":
+        return f"{content['kind']}: {content.get('caption') or ''}"
     params = ", ".join(f"{k}={v}" for k, v in content["named"]) or ", ".join(content["positional"])
     return f"template {content['name']}[{content['language']}]({params})"

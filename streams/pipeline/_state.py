@@ -32,6 +32,7 @@ class MessageSlot:
     timer_kind: str | None = None  # defer | retry | deadline | reconcile
     tags: tuple[str, ...] = ()
     trace_id: str | None = None
+    media: dict[str, Any] | None = None  # a header for a template, or the media of a free-form message
 
     @property
     def channel(self) -> str | None:

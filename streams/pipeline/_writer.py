@@ -100,7 +100,7 @@ class Writer:
             requested_by=command.get("requested_by"),
         )
         slot = MessageSlot(message, spec.get("priority", "normal"), tags=tuple(spec.get("tags", ())),
-                           trace_id=command.get("trace_id"))
+                           trace_id=command.get("trace_id"), media=spec.get("media"))
         row.messages[message_id] = slot
         self._collect(slot, message, effects)
         self._advance(row, slot, now, effects)
@@ -268,12 +268,14 @@ class Writer:
         config, message, kind = self._config(), slot.message, self._kind(slot)
         address = contact.addresses.get(kind)
         if address is None:
-            return self._fail_over(row, slot, f"no {kind} address", now, effects, suppress=True)
+            return self._fail_over(row, slot, f"no {kind} address", now, effects,
+                                   suppress=SuppressionReason.INVALID_RECIPIENT)
         window = contact.window_open(_dt(now), kind) if kind is Channel.WHATSAPP else True
         try:
-            rendered = render(config, slot.template, message, contact, window)
+            rendered = render(config, slot.template, message, contact, window, slot.media)
         except RenderFailure as failure:
-            return self._fail_over(row, slot, str(failure), now, effects, suppress=True)
+            return self._fail_over(row, slot, str(failure), now, effects,
+                                   suppress=SuppressionReason.TEMPLATE_UNAVAILABLE)
         message.render(rendered.summary, locale=rendered.locale)
         slot.content = rendered.content
         slot.sender = self._sender(row, slot, config)
@@ -353,7 +355,7 @@ class Writer:
         self._collect(slot, message, effects)  # in_dispatch stays: later messages wait behind the retry
 
     def _fail_over(self, row: ContactRow, slot: MessageSlot, reason: str, now: float, effects: Effects,
-                   suppress: bool = False) -> bool:
+                   suppress: SuppressionReason | None = None) -> bool:
         """The next channel of the chain, else a dead letter (or a suppression, before any attempt)."""
         message = slot.message
         if slot.step + 1 < len(slot.chain) and not message.receipts:
@@ -365,8 +367,8 @@ class Writer:
             slot.timer, slot.timer_kind = None, None
             self._advance(row, slot, now, effects)
             return False
-        if suppress and message.attempt == 0:
-            message.suppress(SuppressionReason.INVALID_RECIPIENT, reason)
+        if suppress is not None and message.attempt == 0:
+            message.suppress(suppress, reason)
             self._close(row, slot, "suppressed", effects)
             return False
         return self._dead_letter(row, slot, reason, effects)
@@ -449,9 +451,15 @@ def _route_variables(row: ContactRow, slot: MessageSlot) -> dict[str, Any]:
     return {
         "tenant": message.tenant_id,
         "message": {"category": message.category.value, "priority": slot.priority, "tags": list(slot.tags),
-                    "template": message.template_name or ""},
-        "recipient": {"tags": list(row.tags)},
+                    "template": message.template_name or "", "has_media": slot.media is not None,
+                    "preferred_channel": (message.preferred_channel or "").__str__()},
+        "recipient": {"tags": list(row.tags), "attributes": row.attributes,
+                      "preferred_channel": str(_preferred(row) or "")},
     }
+
+
+def _preferred(row: ContactRow) -> Channel | None:
+    return None if row.contact is None else row.contact.preferences.preferred_channel
 
 
 def _lookup(variables: Mapping[str, Any], path: str) -> str:

@@ -157,3 +157,24 @@ def test_default_quiet_hours_apply_in_the_recipients_own_zone(config: PipelineCo
     late = NOON + 2 * 3600  # 23:00 in Tokyo, 14:00 in UTC
     deferred = w.handle(row, request("t-2"), late)
     assert "Message.Deferred" in event_types(deferred)
+
+
+def test_media_rides_as_a_template_header_or_as_a_captioned_message(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    photo = {"kind": "image", "link": "https://example.com/parcel.jpg"}
+    job = w.handle(row, request("o-1", media=photo), NOON).jobs[0]
+    assert job["content"]["header"] == photo
+    w.handle(row, outcome(job, "accepted", provider_message_id="wamid.1"), NOON)
+    inbound = {"kind": "inbound", "command_id": "i", "tenant": "acme", "contact_id": job["contact_id"],
+               "channel": "whatsapp", "provider_message_id": "wamid.in", "address": "+4917000000001", "at": NOON}
+    w.handle(row, inbound, NOON)
+    free = w.handle(row, request("o-2", template=None, body="Your parcel", media=photo), NOON + 1).jobs[0]
+    assert free["content"] == {"type": "media", **photo, "caption": "Your parcel"}
+
+
+def test_bad_media_is_refused_with_the_reason(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    effects = w.handle(row, request("o-1", media={"kind": "hologram", "link": "x"}), NOON)
+    [suppressed] = [e.event for e in effects.events if type(e.event).__qualname__ == "Message.Suppressed"]
+    assert suppressed.reason.value == "template_unavailable"
+    assert "media kind must be one of" in suppressed.detail
