@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aggregates import Contact, Message
+from streams.pipeline._commands import priority_rank
 
 __all__ = ["FINISHED_KEPT", "ContactRow", "MessageSlot"]
 
@@ -33,6 +34,7 @@ class MessageSlot:
     tags: tuple[str, ...] = ()
     trace_id: str | None = None
     media: dict[str, Any] | None = None  # a header for a template, or the media of a free-form message
+    seq: int = 0  # the contact's request order: the queue is ordered by priority, then this
 
     @property
     def channel(self) -> str | None:
@@ -53,6 +55,14 @@ class ContactRow:
     sent_log: list[tuple[float, str]] = field(default_factory=list)  # (accepted at, category), for caps
     sticky: dict[str, str] = field(default_factory=dict)  # channel id -> sender id
     applied_offset: int = -1  # source offset last applied: a record at or below it is a redelivery
+    requests: int = 0  # requests seen, numbering each message's place in the contact's order
+
+    def enqueue(self, message_id: str, rank: int) -> None:
+        """Queues a message in its place: by priority, then by request order, whatever brought it back
+        (a retry or a fallback never lets a later message of the same priority overtake it)."""
+        self.queue.append(message_id)
+        self.queue.sort(key=lambda mid: (rank if mid == message_id else _rank(self.messages[mid]),
+                                         self.messages[mid].seq))
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -77,3 +87,7 @@ class ContactRow:
     def next_timer(self) -> float | None:
         """The earliest timer of any open message, None if nothing waits on the clock."""
         return min((slot.timer for slot in self.messages.values() if slot.timer is not None), default=None)
+
+
+def _rank(slot: MessageSlot) -> int:
+    return priority_rank(slot.priority)

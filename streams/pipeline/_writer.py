@@ -99,8 +99,9 @@ class Writer:
             not_after=_at(spec["not_after"]) if spec.get("not_after") else None,
             requested_by=command.get("requested_by"),
         )
+        row.requests += 1
         slot = MessageSlot(message, spec.get("priority", "normal"), tags=tuple(spec.get("tags", ())),
-                           trace_id=command.get("trace_id"), media=spec.get("media"))
+                           trace_id=command.get("trace_id"), media=spec.get("media"), seq=row.requests)
         row.messages[message_id] = slot
         self._collect(slot, message, effects)
         self._advance(row, slot, now, effects)
@@ -226,8 +227,7 @@ class Writer:
             return self._collect(slot, message, effects)
         if not self._render_and_route(row, slot, contact, now, effects):
             return None
-        row.queue.append(str(message.id))
-        row.queue.sort(key=lambda mid: _rank(row.messages[mid]))
+        row.enqueue(str(message.id), _rank(slot))
         return self._collect(slot, message, effects)
 
     def _choose_route(self, row: ContactRow, slot: MessageSlot, effects: Effects) -> bool:
@@ -392,7 +392,7 @@ class Writer:
             if kind == "reconcile":
                 message.schedule_retry(_dt(now), FailureClass.UNKNOWN)
             row.in_dispatch = None
-            row.queue.insert(0, str(message.id))  # first in line: it was dispatched before anything queued
+            row.enqueue(str(message.id), _rank(slot))
             self._collect(slot, message, effects)
         elif kind == "deadline" and not message.receipts:
             self._fail_over(row, slot, f"not delivered within {slot.deadline_seconds:g} s", now, effects)
