@@ -202,6 +202,7 @@ def outcome_command(job: dict[str, Any], outcome: str, result: SendResult | None
         command["provider_message_id"] = result.provider_message_id
         command["retry_after"] = result.retry_after
         command["maybe_sent"] = result.maybe_sent
+        command["consent_revoked"] = result.consent_revoked
         if result.error is not None:
             command["error"] = {"code": result.error.code, "message": result.error.message}
     return command

@@ -149,8 +149,14 @@ class Writer:
         channel, text = Channel(command["channel"]), command.get("text")
         contact.record_inbound(channel, command["provider_message_id"], command["address"], _at(command["at"]), text)
         if text is not None and text.strip().lower() in STOP_WORDS:
-            for category in ConsentCategory:
-                contact.revoke_consent(channel, category, "inbound:stop")
+            self._revoke_all(contact, channel, "inbound:stop", command, effects)
+        self._collect_contact(contact, command, effects)
+
+    def _revoke_all(self, contact: Contact, channel: Channel, source: str, command: Mapping[str, Any],
+                    effects: Effects) -> None:
+        """The contact opted out of the channel (STOP, or the provider says so): every granted consent goes."""
+        for category in ConsentCategory:
+            contact.revoke_consent(channel, category, source)
         self._collect_contact(contact, command, effects)
 
     def _on_receipt(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
@@ -299,6 +305,11 @@ class Writer:
         """Hands the next queued message to the dispatcher once the previous one is settled (per-recipient order)."""
         while row.in_dispatch is None and row.queue:
             slot = row.messages[row.queue.pop(0)]
+            not_after = slot.message.not_after
+            if not_after is not None and not_after.timestamp() <= now and not slot.message.receipts:
+                slot.message.expire("not sent before not_after")  # it waited too long behind retries or limits
+                self._close(row, slot, "expired", effects)
+                continue
             row.in_dispatch = str(slot.message.id)
             self._dispatch(slot, effects)
 
@@ -332,6 +343,8 @@ class Writer:
                 effects: Effects) -> None:
         message, outcome = slot.message, Outcome(command["outcome"])
         error = command.get("error") or {}
+        if command.get("consent_revoked") and row.contact is not None:
+            self._revoke_all(row.contact, self._kind(slot), f"provider:{error.get('code')}", command, effects)
         message.record_failure(_FAILURE_OF[outcome], _dt(now), attempt=message.attempt,
                                provider_code=error.get("code"), detail=error.get("message"),
                                retry_after_ms=_ms(command.get("retry_after")))

@@ -178,3 +178,24 @@ def test_bad_media_is_refused_with_the_reason(config: PipelineConfig) -> None:
     [suppressed] = [e.event for e in effects.events if type(e.event).__qualname__ == "Message.Suppressed"]
     assert suppressed.reason.value == "template_unavailable"
     assert "media kind must be one of" in suppressed.detail
+
+
+def test_a_message_past_its_not_after_expires_instead_of_going_late(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    first = w.handle(row, request("o-1"), NOON).jobs[0]
+    w.handle(row, request("o-2", not_after="2026-11-25T12:00:30+00:00"), NOON + 1)
+    late = w.handle(row, outcome(first, "accepted", provider_message_id="wamid.1"), NOON + 60)
+    assert late.jobs == []
+    assert "Message.Expired" in event_types(late)
+
+
+def test_a_provider_opt_out_revokes_the_contacts_consent(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    consent = {"kind": "consent", "command_id": "g", "tenant": "acme", "contact_id": contact_command()["contact_id"],
+               "action": "grant", "channel": "whatsapp", "category": "marketing"}
+    w.handle(row, contact_command(), NOON)
+    w.handle(row, consent, NOON)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    effects = w.handle(row, outcome(job, "permanent_failure", consent_revoked=True,
+                                    error={"code": "21610", "message": "unsubscribed"}), NOON + 1)
+    assert "Contact.ConsentRevoked" in event_types(effects)
