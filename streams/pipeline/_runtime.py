@@ -18,6 +18,7 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from aggregates import Contact, Message, to_record
+from connectors import Outcome, ProviderError, SendResult
 from schemas import DecodedEvent, TraceContext, decode, encode
 from streams.observability import StageMetrics
 from streams.pipeline._commands import CommandError, check_command, check_job
@@ -225,7 +226,6 @@ class Runtime:
         channel = self.config.channel(channel_id)
         sender = channel.sender(sender_id) if channel is not None else None
         if channel is None or sender is None:
-            from connectors import Outcome, ProviderError, SendResult
             return SendResult(Outcome.PERMANENT_FAILURE, job["message_id"],
                               error=ProviderError("local.invalid_message", f"sender {key} is no longer declared"))
         driver = self.drivers.driver(self.config, channel_id)
