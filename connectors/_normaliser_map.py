@@ -22,6 +22,7 @@ from connectors._items import (
     UnhandledItem,
 )
 from connectors._normaliser_index import AddressIndex, auto_external_ref, normal_address
+from connectors._normaliser_templates import APPLIED_TEMPLATE_UPDATES, template_command
 from connectors._privacy import mask_phone
 from connectors._results import Outcome, ProviderError
 from connectors.registry import get_driver
@@ -56,7 +57,7 @@ RECEIPT_STATUSES: Final[Mapping[ReceiptStatus, str]] = {
     ReceiptStatus.PLAYED: "read",
     ReceiptStatus.FAILED: "failed",
 }
-TEMPLATES_NOT_APPLIED: Final = "template updates not yet applied"
+TEMPLATES_NOT_APPLIED: Final = "template quality and components updates not applied"
 VERIFIED_HEADER: Final = "signature-verified"
 
 
@@ -68,6 +69,7 @@ class OutputKind(StrEnum):
     """Where an output goes: the pipeline's commands topic or the dead letters."""
 
     COMMAND = "command"
+    TEMPLATE_COMMAND = "template_command"  # to the template writer (sb.commands.template, key: Template id)
     DEAD_LETTER = "dead_letter"
 
 
@@ -235,6 +237,11 @@ class ItemMapper:
             self._receipt(mapped, directory, source, driver_name, item)
         elif isinstance(item, InboundItem):
             self._inbound(mapped, directory, source, driver_name, position, item)
+        elif isinstance(item, TemplateUpdateItem) and item.kind in APPLIED_TEMPLATE_UPDATES:
+            command = template_command(item, directory.for_driver(driver_name))
+            mapped.outputs.append(Output(OutputKind.TEMPLATE_COMMAND, command["aggregate_id"], command)
+                                  if isinstance(command, dict) else
+                                  dead_letter(source, driver_name, command, position, _unapplied(item)[1]))
         else:
             reason, details = _unapplied(item)
             mapped.outputs.append(dead_letter(source, driver_name, reason, position, details))
@@ -279,8 +286,7 @@ def dead_letter(source: Source, driver_name: str | None, reason: str, position: 
 def _unapplied(item: NormalizedItem) -> tuple[str, dict[str, Any]]:
     """Why an item is parked, and what identifies it (never a phone number or a message text)."""
     if isinstance(item, TemplateUpdateItem):
-        # A Template event needs the aggregate's history (tenant, the locale's version, the current status);
-        # the normaliser folds no templates yet, so Meta's review is kept here until something applies it.
+        # Quality scores and component edits have no Template event (reviews and categories become commands).
         return TEMPLATES_NOT_APPLIED, {
             "update": item.kind.value, "template_id": item.template_id, "template_name": item.template_name,
             "language": item.language, "status": item.status, "reason": item.reason,

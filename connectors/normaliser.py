@@ -34,6 +34,7 @@ from connectors._normaliser_map import (
 )
 from connectors._receiver_sinks import RAW_TOPIC
 from streams.pipeline._runtime import Topics
+from streams.pipeline._templates import TemplateTopics
 from switchboard.config import PipelineConfig, PipelineWatcher
 from switchboard.kafka_io import new_producer
 
@@ -76,6 +77,10 @@ class NormaliserConfig:
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
 
+    @property
+    def template_commands(self) -> str:
+        return TemplateTopics(self.topic_prefix).commands
+
 
 @dataclass
 class NormaliserStats:
@@ -94,7 +99,7 @@ class NormaliserStats:
         self.foreign_receipts += mapped.foreign_receipts
         self.new_contacts += mapped.new_contacts
         for output in mapped.outputs:
-            if output.kind is OutputKind.COMMAND:
+            if output.kind is not OutputKind.DEAD_LETTER:
                 self.commands += 1
                 kind = str(output.value["kind"])
                 self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
@@ -157,7 +162,8 @@ class Normaliser:
         topics = self.config.topics
         await require_topics(self.config.bootstrap, {
             self.config.raw_topic: "switchboard receiver", topics.commands: "switchboard pipeline",
-            topics.contact_events: "switchboard pipeline", topics.deadletters: "switchboard pipeline"})
+            topics.contact_events: "switchboard pipeline", topics.deadletters: "switchboard pipeline",
+            self.config.template_commands: "switchboard pipeline"})
         if self._watcher is not None:
             self._watcher.start()
         self._producer = new_producer(self.config.bootstrap)
@@ -212,6 +218,8 @@ class Normaliser:
         assert producer is not None
         if output.kind is OutputKind.COMMAND:
             topic, value = self.config.topics.commands, output.value
+        elif output.kind is OutputKind.TEMPLATE_COMMAND:
+            topic, value = self.config.template_commands, output.value
         else:
             topic, value = self.config.topics.deadletters, {**output.value, "at": time.time()}
         body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
@@ -264,5 +272,6 @@ async def _announce(normaliser: Normaliser) -> None:
     await normaliser.ready.wait()
     config, topics = normaliser.config, normaliser.config.topics
     print(f"webhook normaliser: reading {config.raw_topic} as group {config.group}, contacts from "
-          f"{topics.contact_events} ({len(normaliser.index)} addresses), commands to {topics.commands}, "
+          f"{topics.contact_events} ({len(normaliser.index)} addresses), commands to {topics.commands} and "
+          f"{config.template_commands}, "
           f"dead letters to {topics.deadletters}", flush=True)

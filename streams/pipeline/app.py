@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry
 from streams import _faust_fixes
 from streams.observability import StageMetrics, install_endpoints, is_ready
 from streams.pipeline._runtime import Runtime, Topics
+from streams.pipeline._template_agent import TemplateAgent
+from streams.pipeline._templates import TemplateTopics
 from streams.tally import service_worker
 from switchboard.config import PipelineWatcher
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
@@ -33,7 +35,7 @@ COMMAND_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 *
 # Table changelogs keep the latest row per key. We create them before faust starts: faust declares them
 # itself, but a batch can write a row before its own declaration has reached the consumer's metadata.
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
-TABLES = ("contacts", "timers", "senders", "sender_index", "dispatched")
+TABLES = ("contacts", "timers", "senders", "sender_index", "dispatched", "templates")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ class PipelineSettings:
         return [TopicSpec(t.commands, n, r, COMMAND_TOPIC_CONFIG), TopicSpec(t.dispatch, n, r, COMMAND_TOPIC_CONFIG),
                 *(TopicSpec(name, n, r, AUDIT_LOG_CONFIG) for name in
                   (t.message_events, t.contact_events, t.business_events, t.deadletters)),
-                *(TopicSpec(self.changelog(table), n, r, CHANGELOG_CONFIG) for table in TABLES)]
+                *(TopicSpec(self.changelog(table), n, r, CHANGELOG_CONFIG) for table in TABLES),
+                TopicSpec(TemplateTopics(self.topic_prefix).commands, n, r, COMMAND_TOPIC_CONFIG),
+                TopicSpec(TemplateTopics(self.topic_prefix).events, n, r, AUDIT_LOG_CONFIG)]
 
     def table_name(self, table: str) -> str:
         return f"{self.topic_prefix}{table}"
@@ -119,7 +123,7 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     business = app.topic(topics.business_events, key_type=str, value_serializer="raw", partitions=n)
     tables = {name: _state_table(app, settings.table_name(name), n) for name in TABLES}
     registry = CollectorRegistry()
-    metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch")}
+    metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch", "templates")}
     install_endpoints(app, registry)
     runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency)
     batch = (settings.batch_max, settings.batch_within)
@@ -138,6 +142,15 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     async def dispatcher(stream: faust.StreamT[Any]) -> None:
         async for events in _batches(stream, *batch):
             await _or_die(runtime.dispatch_batch(events))
+
+    template_commands = app.topic(TemplateTopics(topics.prefix).commands, key_type=str, value_serializer="json",
+                                  partitions=n)
+    templates = TemplateAgent(app, topics.prefix, topics.deadletters, tables["templates"], metrics["templates"])
+
+    @app.agent(template_commands, concurrency=1)
+    async def template_writer(stream: faust.StreamT[Any]) -> None:
+        async for events in _batches(stream, *batch):
+            await _or_die(templates.batch(events))
 
     @app.timer(settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust's decorator is untyped
     async def partition_clock() -> None:
