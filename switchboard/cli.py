@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_callbacks(commands)
     _add_worker(commands)
     _add_pipeline(commands)
+    _add_projections(commands)
     _add_topics(commands)
     _add_config(commands)
     _add_receiver(commands)
@@ -75,8 +76,12 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = commands.add_parser("demo", help="start a local broker and run sample messages end to end")
-    demo.add_argument("--messages", type=int, help="how many sample orders to send (default: demo.messages)")
+    demo = commands.add_parser("demo", help="run the platform with a local Kafka on the WhatsApp simulator and play "
+                                            "a small scenario end to end")
+    demo.add_argument("--messages", type=int, help="how many messages the scenario has requested (default: "
+                                                   "demo.messages of pipeline.toml)")
+    demo.add_argument("--timeout", type=float, default=120.0,
+                      help="seconds for every message to reach a final state (default 120)")
     demo.add_argument("--keep-broker", action="store_true", help="leave the local broker running afterwards")
     demo.set_defaults(handler=_demo)
 
@@ -85,9 +90,8 @@ def _demo(args: argparse.Namespace) -> int:
     from switchboard.config import default_path, load
     from switchboard.demo import run_demo
 
-    config = load(default_path())
-    messages = config.demo.messages if args.messages is None else args.messages
-    return run_demo(messages=messages, partitions=config.streams.partitions, keep_broker=args.keep_broker)
+    messages = load(default_path()).demo.messages if args.messages is None else args.messages
+    return run_demo(messages=messages, keep_broker=args.keep_broker, timeout=args.timeout)
 
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,6 +115,12 @@ def _worker(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, worker_name=args.name, partitions=args.partitions,
                          replication=args.replication, web_host=args.web_host, web_port=args.web_port)
     return run_worker(config)
+
+
+def _add_projections(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from projections.cli import add_commands
+
+    add_commands(commands)
 
 
 def _add_pipeline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

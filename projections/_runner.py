@@ -1,0 +1,114 @@
+"""Feeding a projection from its topic: batches applied with their positions, live or as a replay to a target."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from projections._store import ProjectionStore
+from schemas import DecodedEvent, decode
+
+__all__ = ["Progress", "Projection", "catch_up", "differences", "end_offsets"]
+
+
+class Projection(Protocol):
+    """A pure fold: the rows one event changes, given a way to read the current ones."""
+
+    name: str
+    topic: str
+
+    def apply(self, lookup: Callable[[str], Any], event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass
+class Progress:
+    """How far a run got: events applied, their rate, and the share of the target behind us."""
+
+    applied: int = 0
+    total: int = 0
+    started: float = 0.0
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        share = self.applied / self.total if self.total else 1.0
+        bar = "#" * int(share * 30)
+        return f"[{bar:<30}] {self.applied:,}/{self.total:,} events  {self.applied / elapsed:,.0f} events/s"
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> the offset after its last record, now."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()  # subscribing (without a group) fetches the topic's metadata
+    try:
+        ids = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in ids])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def catch_up(bootstrap: str, topic: str, projection: Projection, store: ProjectionStore,
+                   target: Mapping[int, int], start: Mapping[int, int] | None = None,
+                   progress: Callable[[Progress], None] | None = None, batch_size: int = 5000) -> Progress:
+    """Applies the topic's events from the store's positions (or `start`) up to `target`, then returns."""
+    begin = {p: store.positions().get(p, (start or {}).get(p, 0)) for p in target}
+    done = Progress(total=sum(max(0, target[p] - begin[p]) for p in target), started=time.monotonic())
+    pending = {p for p in target if begin[p] < target[p]}
+    if not pending:
+        return done
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in pending])
+        for p in pending:
+            consumer.seek(TopicPartition(topic, p), begin[p])
+        while pending:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
+            _apply_batch(projection, store, batches, target, pending, done)
+            if progress is not None:
+                progress(done)
+    finally:
+        await consumer.stop()
+    return done
+
+
+def _apply_batch(projection: Projection, store: ProjectionStore, batches: Mapping[TopicPartition, list[Any]],
+                 target: Mapping[int, int], pending: set[int], done: Progress) -> None:
+    overlay: dict[str, Any] = {}
+    positions: dict[int, int] = {}
+
+    def lookup(key: str) -> Any:
+        return overlay[key] if key in overlay else store.get(key)
+
+    for tp, records in batches.items():
+        for record in records:
+            if record.offset >= target[tp.partition]:
+                break
+            decoded = decode(record.value)
+            if isinstance(decoded, DecodedEvent):  # an unknown (newer) type changes nothing this model knows
+                overlay.update(projection.apply(lookup, decoded.event_type, decoded.payload))
+            positions[tp.partition] = record.offset + 1
+            done.applied += 1
+        if positions.get(tp.partition, 0) >= target[tp.partition]:
+            pending.discard(tp.partition)
+    store.commit(overlay, positions)
+
+
+def differences(left: ProjectionStore, right: ProjectionStore, limit: int = 20) -> list[str]:
+    """Keys whose rows differ between two stores (at most `limit`), empty when they are identical."""
+    rows_left, rows_right = dict(left.items()), dict(right.items())
+    keys = sorted(set(rows_left) | set(rows_right))
+    return [key for key in keys if rows_left.get(key) != rows_right.get(key)][:limit]
+
+
+def print_progress(progress: Progress) -> None:
+    """One refreshed line on stderr."""
+    sys.stderr.write("\r" + progress.line())
+    sys.stderr.flush()

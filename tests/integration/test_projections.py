@@ -1,0 +1,64 @@
+"""The message-status projection: built live, rebuilt from offset zero beside it, and found identical."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from projections import MessageStatusProjection, RocksStore, message_key, recipient_key
+from projections._versions import ProjectionVersions
+from tests.integration.conftest import StartPipeline
+from tests.integration.pipeline_support import (
+    contact_id,
+    message_events,
+    request,
+    send_commands,
+    terminal_count,
+    write_pipeline,
+)
+
+FLAKY, GONE = "+4917099800001", "+4917099800002"
+
+
+async def _switchboard(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "switchboard.cli", *args,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode()
+
+
+async def test_a_rebuilt_projection_equals_the_live_one(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    settings = f'flaky_addresses = "{FLAKY}", fail_addresses = "{GONE}"'
+    await start_pipeline(write_pipeline(tmp_path, settings=settings, extra="[dispatch]\nbreaker_error_rate = 1.0\n"))
+    commands = [request(f"proj-{i % 40}", f"proj-{i}", phone=(FLAKY, GONE, None)[i % 3]) for i in range(300)]
+    await send_commands(kafka_bootstrap, unique_prefix, commands)
+    await message_events(kafka_bootstrap, unique_prefix, lambda got: sum(map(terminal_count, got.values())) >= 300)
+    root = tmp_path / "projections"
+    common = ["--bootstrap", kafka_bootstrap, "--topic-prefix", unique_prefix, "--root", str(root)]
+
+    code, output = await _switchboard("project", "message-status", *common)
+    assert code == 0, output
+    code, output = await _switchboard("replay", "message-status", *common, "--verify", "--switch")
+    assert code == 0, output
+    assert "v2 is identical to v1" in output
+    assert "now serving v2" in output
+
+    versions = ProjectionVersions(root, MessageStatusProjection.name)
+    store = RocksStore(versions.path(versions.current() or 0))
+    try:
+        rows = [row for _, row in store.items("msg:")]
+        assert len(rows) == 300
+        by_channels = {tuple(row["channels"]) for row in rows}
+        assert by_channels == {("whatsapp",), ("whatsapp", "sms")}  # the undeliverable ones fell back
+        assert {row["status"] for row in rows} == {"accepted"}
+        assert max(row["attempts"] for row in rows) == 2  # the flaky recipients' first attempts were retried
+        fallen = next(row for row in rows if len(row["channels"]) == 2)
+        assert fallen["errors"][0]["code"] == "inprocess.undeliverable"
+        recipient = store.get(recipient_key(contact_id("proj-0")))
+        assert recipient is not None
+        assert len(recipient) == 8  # proj-0, proj-40, ... proj-280
+        assert store.get(message_key(recipient[0]))["contact_id"] == contact_id("proj-0")
+    finally:
+        store.close()
