@@ -59,6 +59,8 @@ async def test_a_rebuilt_projection_equals_the_live_one(
         recipient = store.get(recipient_key(contact_id("proj-0")))
         assert recipient is not None
         assert len(recipient) == 8  # proj-0, proj-40, ... proj-280
-        assert store.get(message_key(recipient[0]))["contact_id"] == contact_id("proj-0")
+        first = store.get(message_key(recipient[0]))
+        assert first is not None
+        assert first["contact_id"] == contact_id("proj-0")
     finally:
         store.close()
