@@ -1,4 +1,4 @@
-"""`switchboard project` keeps a projection up to date; `switchboard replay` rebuilds one beside it and compares."""
+"""`switchboard project` keeps a projection up to date, `replay` rebuilds one beside it, `audit` tells a story."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from projections import PROJECTIONS, RocksStore, catch_up, differences, end_offsets, print_progress
+from projections import (
+    PROJECTIONS,
+    MessageStatusProjection,
+    RocksStore,
+    catch_up,
+    differences,
+    end_offsets,
+    message_key,
+    print_progress,
+)
+from projections._audit import audit_message, render
 from projections._versions import ProjectionVersions
 
 __all__ = ["add_commands"]
@@ -32,6 +42,38 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay.add_argument("--verify", action="store_true", help="compare with the serving version; exit 1 if different")
     replay.add_argument("--switch", action="store_true", help="serve the new version once it is built (and verified)")
     commands.choices["project"].add_argument("--follow", action="store_true", help="keep applying new events")
+    audit = commands.add_parser("audit", help="the full history of one message, with the commands that caused it")
+    audit.add_argument("what", choices=["message"])
+    audit.add_argument("message_id")
+    audit.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    audit.add_argument("--topic-prefix", default="")
+    audit.add_argument("--contact", help="the recipient's contact id (default: looked up in the message-status "
+                                         "projection under --root)")
+    audit.add_argument("--root", type=Path, default=Path("var/projections"))
+    audit.set_defaults(handler=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    contact = args.contact or _contact_of(args.root, args.message_id)
+    if contact is None:
+        print(f"message {args.message_id} is not in the message-status projection under {args.root}: build it "
+              "with `switchboard project message-status`, or pass --contact", file=sys.stderr)
+        return 2
+    print(render(asyncio.run(audit_message(args.bootstrap, args.topic_prefix, args.message_id, contact))))
+    return 0
+
+
+def _contact_of(root: Path, message_id: str) -> str | None:
+    versions = ProjectionVersions(root, MessageStatusProjection.name)
+    current = versions.current()
+    if current is None:
+        return None
+    store = RocksStore(versions.path(current))
+    try:
+        row = store.get(message_key(message_id))
+        return None if row is None else str(row["contact_id"])
+    finally:
+        store.close()
 
 
 def _project(args: argparse.Namespace) -> int:

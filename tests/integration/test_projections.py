@@ -64,3 +64,29 @@ async def test_a_rebuilt_projection_equals_the_live_one(
         assert first["contact_id"] == contact_id("proj-0")
     finally:
         store.close()
+
+
+async def test_the_audit_of_a_retried_and_fallen_back_message_shows_every_step_with_its_cause(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    nowhere = "+4917099800009"  # WhatsApp asks for a retry every time, so the message falls back to SMS
+    await start_pipeline(write_pipeline(tmp_path, settings=f'retry_addresses = "{nowhere}"', max_attempts=2,
+                                        extra="[dispatch]\nbreaker_error_rate = 1.0\n"))
+    await send_commands(kafka_bootstrap, unique_prefix, [request("audited", "audited-1", phone=nowhere)])
+    [message_id] = await message_events(kafka_bootstrap, unique_prefix, lambda got: sum(map(terminal_count,
+                                                                                            got.values())) >= 1)
+    root = tmp_path / "projections"
+    common = ["--bootstrap", kafka_bootstrap, "--topic-prefix", unique_prefix, "--root", str(root)]
+    assert (await _switchboard("project", "message-status", *common))[0] == 0
+    code, output = await _switchboard("audit", "message", message_id, *common)
+    assert code == 0, output
+    steps = [line.split()[1:3] for line in output.splitlines()]
+    assert steps == [
+        ["command", "request"], ["event", "MessageRequested"], ["event", "MessageRendered"],
+        ["event", "MessageRouted"], ["event", "MessageDispatchAttempted"],
+        ["command", "outcome"], ["event", "MessageFailed"], ["event", "MessageRetryScheduled"],
+        ["event", "MessageDispatchAttempted"],
+        ["command", "outcome"], ["event", "MessageFailed"], ["event", "MessageFallbackTriggered"],
+        ["event", "MessageRendered"], ["event", "MessageRouted"], ["event", "MessageDispatchAttempted"],
+        ["command", "outcome"], ["event", "MessageAcceptedByProvider"],
+    ], output
+    assert '"to_channel": "sms"' in output
