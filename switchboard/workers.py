@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -30,11 +30,18 @@ Spec = TypeVar("Spec", bound=WorkerSpec)
 
 
 class WorkerProcess(Generic[Spec]):
-    """One worker process (`switchboard worker` or `switchboard pipeline`); its output goes to a log file."""
+    """One `switchboard` subcommand (`worker`, `pipeline`, `receiver`...) as a child process; output to a log file.
 
-    def __init__(self, config: Spec, log_file: Path) -> None:
+    `env` is added to this process's environment (secrets for the child only); with `own_session` the child gets
+    a session of its own, so a Ctrl-C at the terminal reaches only the parent, which then stops it in order.
+    """
+
+    def __init__(self, config: Spec, log_file: Path, *, env: Mapping[str, str] | None = None,
+                 own_session: bool = False) -> None:
         self.config = config
         self.log_file = log_file
+        self._env = dict(env or {})
+        self._own_session = own_session
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -42,7 +49,17 @@ class WorkerProcess(Generic[Spec]):
         with self.log_file.open("ab") as log:
             command = [sys.executable, "-m", "switchboard.cli", *self.config.command_line()]
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                             stdin=subprocess.DEVNULL, start_new_session=self._own_session,
+                                             env={**os.environ, **self._env, "PYTHONUNBUFFERED": "1"})
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process has ended, else None."""
+        return self._process.poll() if self._process is not None else None
 
     def stop(self) -> int:
         """SIGTERM and wait for a clean shutdown (offsets committed); SIGKILL if it does not finish in time."""

@@ -1,0 +1,188 @@
+"""The demo's moving parts: the WhatsApp simulator in this process; receiver, pipeline and normaliser as children."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from connectors import whatsapp, whatsapp_simulator
+from connectors.whatsapp_simulator import SimulatorConfig, SimulatorCounters, WhatsAppSimulator
+from switchboard.config import PipelineConfig
+from switchboard.errors import SwitchboardError
+from switchboard.groups import describe_group
+from switchboard.workers import WorkerProcess
+
+__all__ = ["DemoSecrets", "NormaliserCommand", "PartFailed", "Processes", "ReceiverCommand", "log_paths",
+           "simulator_config", "simulator_summary", "start_faults", "wait_for_group", "wait_for_line"]
+
+RECEIVER_BANNER = re.compile(r"webhook receiver on (http://[^/\s]+)/webhooks/")
+NORMALISER_BANNER = re.compile(r"webhook normaliser: reading")
+# The simulator's faults: a few transient 5xx answers, receipts posted twice or swapped; numbers not on WhatsApp
+# come from the scenario. Its pair window sits just under the pipeline's pair limit (1 per 6 s), so the limit the
+# pipeline keeps is the one that shows.
+ERROR_RATE, DUPLICATE_RATE, REORDER_RATE = 0.1, 0.2, 0.2
+FIRST_SEND_ERROR = (131016, 503)  # "service temporarily unavailable" for the first send, so a retry always shows
+SEED = 7
+
+
+class PartFailed(SwitchboardError):
+    """A part of the demo stopped or did not come up; the message ends with the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ReceiverCommand:
+    """`switchboard receiver` on an ephemeral port (it prints the one it got)."""
+
+    bootstrap: str
+    prefix: str
+    partitions: int
+    worker_name: str = "webhook receiver"
+
+    def command_line(self) -> list[str]:
+        return ["receiver", "--bootstrap", self.bootstrap, "--port", "0", "--topic-prefix", self.prefix,
+                "--partitions", str(self.partitions)]
+
+
+@dataclass(frozen=True)
+class NormaliserCommand:
+    """`switchboard normaliser` for the demo's topics and declaration."""
+
+    bootstrap: str
+    prefix: str
+    config: str
+    worker_name: str = "normaliser"
+
+    def command_line(self) -> list[str]:
+        return ["normaliser", "--bootstrap", self.bootstrap, "--topic-prefix", self.prefix,
+                "--group", f"{self.prefix}normaliser", "--config", self.config]
+
+
+@dataclass(frozen=True)
+class DemoSecrets:
+    """The simulator's access token and app secret: SWITCHBOARD_SIMULATOR_* when set, else fresh for this run.
+    The children get them as the WhatsApp driver's variables; nothing is written to a file."""
+
+    access_token: str = field(repr=False)
+    app_secret: str = field(repr=False)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> DemoSecrets:
+        return cls(environ.get(whatsapp_simulator.ENV_ACCESS_TOKEN) or secrets.token_urlsafe(24),
+                   environ.get(whatsapp_simulator.ENV_APP_SECRET) or secrets.token_urlsafe(24))
+
+    def child_environment(self) -> dict[str, str]:
+        return {whatsapp.ENV_ACCESS_TOKEN: self.access_token, whatsapp.ENV_APP_SECRET: self.app_secret,
+                whatsapp.ENV_VERIFY_TOKEN: secrets.token_urlsafe(12)}
+
+
+def simulator_config(config: PipelineConfig, secrets_: DemoSecrets, undeliverable: frozenset[str]) -> SimulatorConfig:
+    """The simulator serving every WhatsApp sender of the declaration, with the demo's seeded faults."""
+    numbers = {sender.address: f"1555{sender.address[-7:]}" for channel in config.channels
+               if channel.kind.value == "whatsapp" for sender in channel.senders}
+    pair = config.rate_limits.pair
+    return SimulatorConfig(access_token=secrets_.access_token, app_secret=secrets_.app_secret, phone_numbers=numbers,
+                           seed=SEED, latency=(0.02, 0.2), receipt_interval=0.4, undeliverable=undeliverable,
+                           pair_window=0.8 * pair.per_seconds / pair.messages if pair else None,
+                           error_rate=ERROR_RATE, duplicate_rate=DUPLICATE_RATE, reorder_rate=REORDER_RATE)
+
+
+def start_faults(simulator: WhatsAppSimulator) -> str:
+    """Arms the first-send error; returns the faults in words."""
+    code, status = FIRST_SEND_ERROR
+    simulator.inject_error(code, http_status=status)
+    config = simulator.config
+    return (f"seed {config.seed}; faults: the first send answered {status} ({code}), then {config.error_rate:.0%} of "
+            f"sends answered 5xx, {config.duplicate_rate:.0%} of messages with a receipt posted twice, "
+            f"{config.reorder_rate:.0%} with two receipts swapped, {_count(len(config.undeliverable), 'number')} "
+            f"not on WhatsApp")
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def simulator_summary(counters: SimulatorCounters) -> str:
+    rejected = sum(counters.rejected.values())
+    codes = ", ".join(f"{count}x {code}" for code, count in sorted(counters.rejected.items()))
+    failed = ", ".join(f"{count}x {code}" for code, count in sorted(counters.failed.items()))
+    return (f"{_count(counters.requests, 'send request')}, {counters.sent} accepted, {rejected} refused"
+            f"{f' ({codes})' if codes else ''}, {_count(sum(counters.failed.values()), 'failed receipt')}"
+            f"{f' ({failed})' if failed else ''}, {_count(counters.webhooks_posted, 'webhook')} posted to the receiver")
+
+
+class Processes:
+    """The demo's children; `check` fails as soon as one has exited, `stop_all` ends them all (SIGTERM, then
+    SIGKILL after 30 s), in parallel."""
+
+    def __init__(self) -> None:
+        self.started: list[WorkerProcess[Any]] = []
+
+    def start(self, process: WorkerProcess[Any]) -> WorkerProcess[Any]:
+        process.start()
+        self.started.append(process)
+        return process
+
+    def check(self, during: str = "the run") -> None:
+        for process in self.started:
+            if not process.is_running():
+                raise _failed(process, f"exited with code {process.returncode} during {during}")
+
+    def stop_all(self) -> dict[str, int]:
+        """Exit codes by name of the children that were still running."""
+        running = [p for p in self.started if p.is_running()]
+        if not running:
+            return {}
+        with ThreadPoolExecutor(len(running)) as pool:
+            codes = list(pool.map(lambda p: p.stop(), running))
+        return {p.config.worker_name: code for p, code in zip(running, codes, strict=True)}
+
+
+def _failed(process: WorkerProcess[Any], what: str) -> PartFailed:
+    return PartFailed(f"the {process.config.worker_name} {what}; the end of its log {process.log_file}:\n"
+                      f"{process.log_tail(40)}")
+
+
+async def wait_for_line(process: WorkerProcess[Any], pattern: re.Pattern[str], processes: Processes,
+                        timeout: float) -> re.Match[str]:
+    """The first match of `pattern` in the process's log, once it is written; PartFailed if a part exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = pattern.search(process.log_file.read_text(errors="replace")) if process.log_file.exists() else None
+        if found:
+            return found
+        processes.check("start-up")
+        if time.monotonic() > deadline:
+            raise _failed(process, f"did not come up within {timeout:.0f} s")
+        await asyncio.sleep(0.1)  # a log file has no change notification that works everywhere
+
+
+async def wait_for_group(bootstrap: str, group: str, members: int, process: WorkerProcess[Any],
+                         processes: Processes, timeout: float) -> None:
+    """Until the consumer group is Stable with `members` members; PartFailed if a part exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = await describe_group(bootstrap, group)
+            if state.state == "Stable" and state.members == members:
+                return
+        except KafkaError:  # no coordinator yet on a fresh cluster: asked again below
+            pass
+        processes.check("start-up")
+        if time.monotonic() > deadline:
+            raise _failed(process, f"did not join consumer group {group} within {timeout:.0f} s")
+        await asyncio.sleep(0.2)  # the coordinator has no push notification for group changes
+
+
+def log_paths(processes: Sequence[WorkerProcess[Any]], relative_to: Path) -> list[str]:
+    """The children's log files, relative to `relative_to` when they are inside it."""
+    return [str(p.log_file.relative_to(relative_to)) if p.log_file.is_relative_to(relative_to) else str(p.log_file)
+            for p in processes]

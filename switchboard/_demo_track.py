@@ -1,0 +1,190 @@
+"""Following the demo's messages: each message's way through the pipeline, folded from sb.events.message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["FINAL_PHASES", "Counts", "MessageView", "Tracker"]
+
+# Phases after which nothing more happens to a message while the demo runs (a deferral waits for the morning).
+FINAL_PHASES = frozenset({"suppressed", "deferred", "dead_lettered", "expired"})
+# A deferral that ends sooner than this is waited for rather than reported.
+DEFERRAL_WORTH_REPORTING = 120.0
+
+
+@dataclass
+class MessageView:
+    """What the events of one message say so far."""
+
+    message_id: str
+    contact_id: str = ""
+    requested: bool = False
+    template: str | None = None  # as requested
+    sent_template: str | None = None  # as rendered: a route arm may swap it (gradual roll-out)
+    path: list[str] = field(default_factory=list)  # channels in the order they were used
+    phase: str = "unknown"  # requested, routed, dispatching, accepted, or one of FINAL_PHASES
+    detail: str = ""  # why it was suppressed, until when deferred, why dead-lettered
+    deferred_until: datetime | None = None
+    accepted_on: str | None = None  # the channel that took it (None again after a fallback)
+    attempts: int = 0
+    retries: int = 0
+    failures: list[str] = field(default_factory=list)  # provider codes of failed attempts and failed receipts
+    fallbacks: list[str] = field(default_factory=list)  # the reasons
+    delivered: bool = False
+    read: bool = False
+
+    @property
+    def channel(self) -> str | None:
+        return self.path[-1] if self.path else None
+
+    def apply(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        """Folds one event in; unknown types change nothing."""
+        handler = _HANDLERS.get(event_type)
+        if handler is not None:
+            handler(self, payload)
+        self.contact_id = self.contact_id or str(payload.get("contact_id", ""))
+
+    def is_final(self, receipts: Mapping[str, frozenset[str]], now: float) -> bool:
+        """Final: suppressed, deferred (for a while), dead-lettered, expired; or accepted and as far as the channel's
+        receipts go (read and delivered on WhatsApp; accepted where the channel sends no receipts)."""
+        if self.phase == "deferred":
+            return self.deferred_until is None or self.deferred_until.timestamp() - now > DEFERRAL_WORTH_REPORTING
+        if self.phase in FINAL_PHASES:
+            return True
+        if self.phase != "accepted" or self.accepted_on is None:
+            return False
+        statuses = receipts.get(self.accepted_on, frozenset())
+        if "read" in statuses:
+            return self.read and (self.delivered or "delivered" not in statuses)
+        return self.delivered or "delivered" not in statuses
+
+
+def _requested(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.requested, view.template, view.phase = True, p.get("template_name"), "requested"
+
+
+def _rendered(view: MessageView, p: Mapping[str, Any]) -> None:
+    body = str(p.get("body", ""))  # `template order_shipped_v2[en](order_id=...)`
+    if body.startswith("template ") and "[" in body:
+        view.sent_template = body.removeprefix("template ").split("[", 1)[0]
+
+
+def _routed(view: MessageView, p: Mapping[str, Any]) -> None:
+    channel = str(p["channel"])
+    if view.channel != channel:
+        view.path.append(channel)
+    view.phase = "routed"
+
+
+def _fell_back(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.fallbacks.append(str(p.get("reason", "")))
+    view.accepted_on = None
+    if view.channel != str(p["to_channel"]):
+        view.path.append(str(p["to_channel"]))
+
+
+def _attempted(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.attempts, view.phase = view.attempts + 1, "dispatching"
+
+
+def _failed(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.failures.append(str(p.get("provider_code") or p.get("failure_class") or "failed"))
+
+
+def _retry(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.retries += 1
+
+
+def _accepted(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.phase, view.accepted_on = "accepted", view.channel
+
+
+def _delivered(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.delivered = True
+
+
+def _read(view: MessageView, p: Mapping[str, Any]) -> None:
+    view.read = True
+
+
+def _closed(phase: str) -> Callable[[MessageView, Mapping[str, Any]], None]:
+    def close(view: MessageView, p: Mapping[str, Any]) -> None:
+        view.phase = phase
+        view.detail = " ".join(str(p[k]) for k in ("reason", "detail") if p.get(k)) or view.detail
+        if phase == "deferred":
+            until = p.get("until")
+            view.deferred_until = until if isinstance(until, datetime) else None
+    return close
+
+
+_HANDLERS: dict[str, Callable[[MessageView, Mapping[str, Any]], None]] = {
+    "MessageRequested": _requested, "MessageRendered": _rendered, "MessageRouted": _routed,
+    "MessageFallbackTriggered": _fell_back, "MessageDispatchAttempted": _attempted, "MessageFailed": _failed,
+    "MessageRetryScheduled": _retry, "MessageAcceptedByProvider": _accepted, "MessageDelivered": _delivered,
+    "MessageRead": _read, "MessageSuppressed": _closed("suppressed"), "MessageDeferred": _closed("deferred"),
+    "MessageDeadLettered": _closed("dead_lettered"), "MessageExpired": _closed("expired"),
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The funnel: every requested message ends in exactly one of suppressed, deferred, dead-lettered, expired,
+    sent (accepted by a provider) or, while the run is still going, in flight."""
+
+    requested: int
+    suppressed: int
+    deferred: int
+    dead_lettered: int
+    expired: int
+    sent: int
+    in_flight: int
+    delivered: int
+    read: int
+    failed: int  # messages with at least one failed attempt or failed receipt (retried or fallen back)
+    fallen_back: int
+    final: int
+
+    def adds_up(self) -> bool:
+        return self.requested == (self.suppressed + self.deferred + self.dead_lettered + self.expired + self.sent +
+                                  self.in_flight)
+
+
+class Tracker:
+    """Message views by id, built from decoded message events (each event id applied once)."""
+
+    def __init__(self, expected: Iterable[str], receipts: Mapping[str, frozenset[str]]) -> None:
+        self.expected = list(expected)
+        self.receipts = receipts
+        self.views: dict[str, MessageView] = {mid: MessageView(mid) for mid in self.expected}
+        self._seen: set[str] = set()
+
+    def apply(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        envelope = payload["envelope"]
+        if envelope["event_id"] in self._seen:
+            return  # a redelivered output of the writer
+        self._seen.add(envelope["event_id"])
+        message_id = str(envelope["aggregate_id"])
+        self.views.setdefault(message_id, MessageView(message_id)).apply(event_type, payload)
+
+    def final(self, now: float) -> list[MessageView]:
+        return [v for v in self.views.values() if v.is_final(self.receipts, now)]
+
+    def done(self, now: float) -> bool:
+        """Every expected message (and any other requested one) has reached a final state."""
+        return all(v.is_final(self.receipts, now) for v in self.views.values() if v.requested or
+                   v.message_id in self.expected)
+
+    def counts(self, now: float) -> Counts:
+        views = [v for v in self.views.values() if v.requested]
+        phases = [v.phase for v in views]
+        closed = {phase: phases.count(phase) for phase in FINAL_PHASES}
+        sent = phases.count("accepted")
+        return Counts(
+            requested=len(views), suppressed=closed["suppressed"], deferred=closed["deferred"],
+            dead_lettered=closed["dead_lettered"], expired=closed["expired"], sent=sent,
+            in_flight=len(views) - sum(closed.values()) - sent, delivered=sum(v.delivered for v in views),
+            read=sum(v.read for v in views), failed=sum(bool(v.failures) for v in views),
+            fallen_back=sum(bool(v.fallbacks) for v in views), final=len(self.final(now)))
