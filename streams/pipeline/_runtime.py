@@ -78,6 +78,10 @@ class Runtime:
         d = self.config.dispatch
         return BreakerSettings(d.breaker_window, d.breaker_min_calls, d.breaker_error_rate, d.breaker_open_seconds)
 
+    async def watcher_stop(self) -> None:
+        """Stops polling the declaration file."""
+        await self._config.stop()
+
     @property
     def config(self) -> PipelineConfig:
         """The current pipeline declaration (hot-reloaded by the watcher)."""

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import faust
 from faust.serializers import codecs
+from mode import Service
 from prometheus_client import CollectorRegistry
 
 from streams import _faust_fixes
@@ -160,6 +161,14 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     @app.task  # type: ignore[untyped-decorator]  # faust's decorator is untyped
     async def watch_config() -> None:
         watcher.start()
+
+    @app.service
+    class Closer(Service):
+        """Closes the channel drivers (their HTTP sessions) and the config watcher when the worker stops."""
+
+        async def on_stop(self) -> None:
+            await runtime.drivers.aclose()
+            await runtime.watcher_stop()
 
     return app
 
