@@ -47,6 +47,7 @@ EVENT_TOPICS: Mapping[str, EventTopic] = MappingProxyType(
         "contact": EventTopic("contact", "sb.events.contact", "envelope.aggregate_id", "Contact"),
         "template": EventTopic("template", "sb.events.template", "envelope.aggregate_id", "Template"),
         "tenant": EventTopic("tenant", "sb.events.tenant", "envelope.aggregate_id", "Tenant"),
+        "followup": EventTopic("followup", "sb.events.followup", "contact_id", None),  # derived, not an aggregate
     }
 )
 
