@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,13 +17,16 @@ from schemas import DecodedEvent, decode
 __all__ = ["Progress", "Projection", "catch_up", "differences", "end_offsets"]
 
 
-class Projection(Protocol):
-    """A pure fold: the rows one event changes, given a way to read the current ones."""
+Outputs = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
-    name: str
+
+class Projection(Protocol):
+    """A pure fold: the rows one event changes (and records to publish), given a way to read current rows."""
+
     topic: str
 
-    def apply(self, lookup: Callable[[str], Any], event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
+    def apply(self, lookup: Callable[[str], Any], event_type: str,
+              payload: Mapping[str, Any]) -> dict[str, Any] | tuple[dict[str, Any], list[dict[str, Any]]]: ...
 
 
 @dataclass
@@ -55,8 +58,13 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 async def catch_up(bootstrap: str, topic: str, projection: Projection, store: ProjectionStore,
                    target: Mapping[int, int], start: Mapping[int, int] | None = None,
-                   progress: Callable[[Progress], None] | None = None, batch_size: int = 5000) -> Progress:
-    """Applies the topic's events from the store's positions (or `start`) up to `target`, then returns."""
+                   progress: Callable[[Progress], None] | None = None, batch_size: int = 5000,
+                   outputs: Outputs | None = None) -> Progress:
+    """Applies the topic's events from the store's positions (or `start`) up to `target`, then returns.
+
+    A projection may also return records to publish (rows, records); `outputs` makes them durable before
+    the positions that include their events are stored, so a crash repeats them rather than losing them.
+    """
     begin = {p: store.positions().get(p, (start or {}).get(p, 0)) for p in target}
     done = Progress(total=sum(max(0, target[p] - begin[p]) for p in target), started=time.monotonic())
     pending = {p for p in target if begin[p] < target[p]}
@@ -71,7 +79,10 @@ async def catch_up(bootstrap: str, topic: str, projection: Projection, store: Pr
             consumer.seek(TopicPartition(topic, p), begin[p])
         while pending:
             batches = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
-            _apply_batch(projection, store, batches, target, pending, done)
+            rows, positions, records = _fold_batch(projection, store, batches, target, pending, done)
+            if outputs is not None and records:
+                await outputs(records)
+            store.commit(rows, positions)
             if progress is not None:
                 progress(done)
     finally:
@@ -79,26 +90,31 @@ async def catch_up(bootstrap: str, topic: str, projection: Projection, store: Pr
     return done
 
 
-def _apply_batch(projection: Projection, store: ProjectionStore, batches: Mapping[TopicPartition, list[Any]],
-                 target: Mapping[int, int], pending: set[int], done: Progress) -> None:
+def _fold_batch(projection: Projection, store: ProjectionStore, batches: Mapping[TopicPartition, list[Any]],
+                target: Mapping[int, int], pending: set[int],
+                done: Progress) -> tuple[dict[str, Any], dict[int, int], list[dict[str, Any]]]:
     overlay: dict[str, Any] = {}
     positions: dict[int, int] = {}
+    published: list[dict[str, Any]] = []
 
     def lookup(key: str) -> Any:
         return overlay[key] if key in overlay else store.get(key)
 
-    for tp, records in batches.items():
-        for record in records:
+    for tp, fetched in batches.items():
+        for record in fetched:
             if record.offset >= target[tp.partition]:
                 break
             decoded = decode(record.value)
             if isinstance(decoded, DecodedEvent):  # an unknown (newer) type changes nothing this model knows
-                overlay.update(projection.apply(lookup, decoded.event_type, decoded.payload))
+                result = projection.apply(lookup, decoded.event_type, decoded.payload)
+                rows, raised = result if isinstance(result, tuple) else (result, [])
+                overlay.update(rows)
+                published.extend(raised)
             positions[tp.partition] = record.offset + 1
             done.applied += 1
         if positions.get(tp.partition, 0) >= target[tp.partition]:
             pending.discard(tp.partition)
-    store.commit(overlay, positions)
+    return overlay, positions, published
 
 
 def differences(left: ProjectionStore, right: ProjectionStore, limit: int = 20) -> list[str]:

@@ -29,7 +29,7 @@ class ProjectionStore(abc.ABC):
 
     @abc.abstractmethod
     def commit(self, rows: Mapping[str, Any], positions: Mapping[int, int]) -> None:
-        """Writes the rows and moves the positions, all or nothing."""
+        """Writes the rows (a None value deletes its key) and moves the positions, all or nothing."""
 
     @abc.abstractmethod
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -53,7 +53,11 @@ class MemoryStore(ProjectionStore):
         return dict(self._positions)
 
     def commit(self, rows: Mapping[str, Any], positions: Mapping[int, int]) -> None:
-        self._rows.update(rows)
+        for key, value in rows.items():
+            if value is None:
+                self._rows.pop(key, None)
+            else:
+                self._rows[key] = value
         self._positions.update(positions)
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -80,7 +84,10 @@ class RocksStore(ProjectionStore):
     def commit(self, rows: Mapping[str, Any], positions: Mapping[int, int]) -> None:
         batch = WriteBatch(raw_mode=True)
         for key, value in rows.items():
-            batch.put(key.encode(), json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
+            if value is None:
+                batch.delete(key.encode())
+            else:
+                batch.put(key.encode(), json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
         merged = {**self.positions(), **positions}
         batch.put(_POSITIONS.encode(), json.dumps({str(p): o for p, o in merged.items()}).encode())
         self._db.write(batch)

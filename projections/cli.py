@@ -22,6 +22,8 @@ from projections import (
     print_progress,
 )
 from projections._audit import audit_message, render
+from projections._followup_runner import run_followups
+from projections._followups import FollowUpRules, FollowUps
 from projections._versions import ProjectionVersions
 
 __all__ = ["add_commands"]
@@ -42,6 +44,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay.add_argument("--verify", action="store_true", help="compare with the serving version; exit 1 if different")
     replay.add_argument("--switch", action="store_true", help="serve the new version once it is built (and verified)")
     commands.choices["project"].add_argument("--follow", action="store_true", help="keep applying new events")
+    followups = commands.add_parser("followups", help="raise follow-ups for failed and unread messages")
+    followups.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    followups.add_argument("--topic-prefix", default="")
+    followups.add_argument("--root", type=Path, default=Path("var/projections"), help="where its state lives")
+    followups.add_argument("--read-within", type=float, default=24 * 3600.0,
+                           help="seconds after acceptance a message must be read (default 86400)")
+    followups.add_argument("--categories", default="utility,authentication",
+                           help="message categories whose unread messages are followed up")
+    followups.set_defaults(handler=_followups)
     audit = commands.add_parser("audit", help="the full history of one message, with the commands that caused it")
     audit.add_argument("what", choices=["message"])
     audit.add_argument("message_id")
@@ -51,6 +62,23 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                          "projection under --root)")
     audit.add_argument("--root", type=Path, default=Path("var/projections"))
     audit.set_defaults(handler=_audit)
+
+
+def _followups(args: argparse.Namespace) -> int:
+    rules = FollowUps(FollowUpRules(args.read_within, frozenset(filter(None, args.categories.split(",")))))
+    store = RocksStore(args.root / "followups")
+
+    def ready() -> None:
+        print(f"raising follow-ups on {args.topic_prefix}sb.events.followup (unread after {args.read_within:g} s: "
+              f"{args.categories}); state in {args.root / 'followups'}", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(run_followups(args.bootstrap, args.topic_prefix, rules, store, on_ready=ready))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        store.close()
+    return 0
 
 
 def _audit(args: argparse.Namespace) -> int:

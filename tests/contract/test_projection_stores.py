@@ -32,6 +32,13 @@ class ProjectionStoreContract:
         assert store.get("msg:1") == {"status": "read"}
         assert store.positions() == {0: 12, 3: 4}
 
+    def test_a_none_value_deletes_its_row(self, store: ProjectionStore) -> None:
+        store.commit({"due:1": {"m": 1}, "due:2": {"m": 2}}, {0: 1})
+        store.commit({"due:1": None}, {0: 2})
+        store = self.reopen(store)
+        assert store.get("due:1") is None
+        assert list(store.items("due:")) == [("due:2", {"m": 2})]
+
     def test_items_are_listed_by_prefix_in_key_order(self, store: ProjectionStore) -> None:
         store.commit({"msg:b": 2, "msg:a": 1, "rcpt:x": [1]}, {0: 1})
         assert list(store.items("msg:")) == [("msg:a", 1), ("msg:b", 2)]

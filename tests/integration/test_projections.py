@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from projections import MessageStatusProjection, RocksStore, message_key, recipient_key
 from projections._versions import ProjectionVersions
+from schemas import DecodedEvent, decode
+from streams.pipeline._runtime import Topics
+from switchboard.kafka_io import collect
 from tests.integration.conftest import StartPipeline
 from tests.integration.pipeline_support import (
     contact_id,
@@ -90,3 +94,41 @@ async def test_the_audit_of_a_retried_and_fallen_back_message_shows_every_step_w
         ["command", "outcome"], ["event", "MessageAcceptedByProvider"],
     ], output
     assert '"to_channel": "sms"' in output
+
+
+async def test_follow_ups_are_raised_for_dead_letters_and_unread_messages(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    nowhere = "+4917099800010"
+    sms_too = f'fail_addresses = "{nowhere}"'
+    config = write_pipeline(tmp_path, settings=sms_too)
+    config.write_text(config.read_text().replace('provider = "sms-gateway"\ndriver = "inprocess"',
+                                                 f'provider = "sms-gateway"\ndriver = "inprocess"\n'
+                                                 f'settings = {{ {sms_too} }}'))
+    await start_pipeline(config)
+    await send_commands(kafka_bootstrap, unique_prefix, [request("warmup", "warmup-1")])
+    await message_events(kafka_bootstrap, unique_prefix, lambda got: sum(map(terminal_count, got.values())) >= 1)
+    followups = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "switchboard.cli", "followups", "--bootstrap", kafka_bootstrap, "--topic-prefix",
+        unique_prefix, "--root", str(tmp_path / "fu"), "--read-within", "2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        assert followups.stdout is not None
+        await followups.stdout.readline()  # it says where it raises them once it has started
+        await send_commands(kafka_bootstrap, unique_prefix, [request("lost", "lost-1", phone=nowhere),
+                                                             request("silent", "silent-1")])
+        raised = await collect(kafka_bootstrap, Topics(unique_prefix).prefix + "sb.events.followup",
+                               lambda got: len(got) >= 2, _followup, 60)
+    finally:
+        followups.terminate()
+        await followups.wait()
+    by_reason = {payload["reason"]: payload for payload in raised}
+    assert set(by_reason) == {"failed", "not_read"}  # the warm-up message, from before it started, is history
+    assert by_reason["failed"]["status"] == "dead_lettered"
+    assert by_reason["not_read"]["contact_id"] == contact_id("silent")
+
+
+def _followup(raw: bytes) -> dict[str, Any]:
+    decoded = decode(raw)
+    assert isinstance(decoded, DecodedEvent)
+    assert decoded.event_type == "FollowUpRequired"
+    return decoded.payload
