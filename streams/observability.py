@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 # The exposition format's media type; aiohttp refuses a charset inside content_type, so it is left out.
@@ -99,3 +99,17 @@ def install_endpoints(app: faust.App, registry: CollectorRegistry) -> None:
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
         return view.bytes(generate_latest(registry), content_type=METRICS_CONTENT_TYPE)
+
+
+class DispatchMetrics:
+    """What operators watch in the dispatcher: outcomes per channel, dead letters, backlog and open circuits."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = Counter("switchboard_dispatch_outcomes_total", "Send attempts by channel and outcome",
+                                ["channel", "outcome"], registry=registry)
+        self.dead_letters = Counter("switchboard_dead_letters_total", "Records parked in sb.deadletters, by stage",
+                                    ["stage"], registry=registry)
+        self.queued = Gauge("switchboard_dispatch_queued", "Jobs waiting for a token, the pair gap or a closed "
+                            "circuit, per sender account", ["sender"], registry=registry)
+        self.circuit_open = Gauge("switchboard_circuit_open", "1 while a sender account's circuit is open or "
+                                  "half-open, else 0", ["sender"], registry=registry)

@@ -16,11 +16,12 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 from faust.types import EventT
+from prometheus_client import CollectorRegistry
 
 from aggregates import Contact, Message, to_record
 from connectors import Outcome, ProviderError, SendResult
 from schemas import DecodedEvent, TraceContext, decode, encode
-from streams.observability import StageMetrics
+from streams.observability import DispatchMetrics, StageMetrics
 from streams.pipeline._commands import CommandError, check_command, check_job
 from streams.pipeline._dispatch import BreakerSettings, Dispatcher, SenderState
 from streams.pipeline._drivers import DriverPool, limits_for, outbound
@@ -64,12 +65,14 @@ class Runtime:
     """Holds the tables, the pure stages and the producer; the agents in app.py call its batch methods."""
 
     def __init__(self, app: faust.App, topics: Topics, config: Any, tables: dict[str, Any],
-                 metrics: dict[str, StageMetrics], send_concurrency: int) -> None:
+                 metrics: dict[str, StageMetrics], send_concurrency: int,
+                 dispatch_metrics: DispatchMetrics | None = None) -> None:
         self.app, self.topics, self._config = app, topics, config
         self.contacts, self.timers = tables["contacts"], tables["timers"]
         self.senders, self.sender_index = tables["senders"], tables["sender_index"]
         self.dispatched = tables["dispatched"]  # "message:attempt" -> outcome: a job is never sent twice
         self.metrics = metrics
+        self.dispatch_metrics = dispatch_metrics or DispatchMetrics(CollectorRegistry())
         self.writer = Writer(lambda: self.config)
         self.dispatcher = Dispatcher(self._breaker_settings)
         self.drivers = DriverPool(send_concurrency)
@@ -214,6 +217,8 @@ class Runtime:
             sending, refused = self.dispatcher.ready(state, limits, now)
             batch.pending.extend(self._send_command_soon(reply) for reply in [*lost, *refused])
             plan.extend((key, job) for job in sending)
+            self.dispatch_metrics.queued.labels(key).set(state.queued)
+            self.dispatch_metrics.circuit_open.labels(key).set(int(state.breaker.state(now) != "closed"))
             self._reindex(self._index(self.sender_index, event, batch), key, 0.0 if _busy(state) else None)
         return plan
 
@@ -223,6 +228,7 @@ class Runtime:
         for (key, job), result in zip(plan, results, strict=True):
             state, event = batch.rows[key]
             _as_current(event)
+            self.dispatch_metrics.outcomes.labels(job["channel"], result.outcome.value).inc()
             batch.pending.append(await self._send_command(self.dispatcher.settle(state, job, result, now)))
 
     async def _send_one(self, key: str, job: dict[str, Any]) -> Any:
@@ -291,6 +297,7 @@ class Runtime:
         return await (await self._send_command(command))
 
     async def _dead_letter(self, key: str | None, letter: dict[str, Any]) -> Awaitable[Any]:
+        self.dispatch_metrics.dead_letters.labels(str(letter.get("stage", "unknown"))).inc()
         letter = {"worker": os.environ.get("SWITCHBOARD_WORKER", ""), "at": time.time(), **letter}
         return await self._produce(self.topics.deadletters, key, _json(letter))
 

@@ -19,7 +19,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from streams import _faust_fixes
-from streams.observability import StageMetrics, install_endpoints, is_ready
+from streams.observability import DispatchMetrics, StageMetrics, install_endpoints, is_ready
 from streams.pipeline._runtime import Runtime, Topics
 from streams.pipeline._template_agent import TemplateAgent
 from streams.pipeline._templates import TemplateTopics
@@ -126,7 +126,7 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     registry = CollectorRegistry()
     metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch", "templates")}
     install_endpoints(app, registry)
-    runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency)
+    runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency, DispatchMetrics(registry))
     batch = (settings.batch_max, settings.batch_within)
 
     @app.agent(business, concurrency=1)
