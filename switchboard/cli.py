@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_receiver(commands)
     _add_normaliser(commands)
     _add_ingest(commands)
+    _add_api(commands)
     simulator = commands.add_parser("simulator", add_help=False,
                                     help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
     simulator.set_defaults(handler=_simulator)
@@ -121,6 +122,12 @@ def _add_projections(commands: argparse._SubParsersAction[argparse.ArgumentParse
     from projections.cli import add_commands
 
     add_commands(commands)
+
+
+def _add_api(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from projections.api import add_api_command
+
+    add_api_command(commands)
 
 
 def _add_pipeline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
