@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 __all__ = ["MemoryStore", "ProjectionStore", "RocksStore"]
 
@@ -67,11 +67,13 @@ class MemoryStore(ProjectionStore):
 class RocksStore(ProjectionStore):
     """A RocksDB directory (rocksdict): rows and positions in one WriteBatch."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """`read_only` opens a directory another process is writing (the API serving it), as of now."""
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        self._db = Rdict(str(path), options)
+        access = AccessType.read_only() if read_only else AccessType.read_write()
+        self._db = Rdict(str(path), options, access_type=access)
 
     def get(self, key: str) -> Any | None:
         raw = self._db.get(key.encode())
