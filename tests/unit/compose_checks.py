@@ -30,7 +30,13 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 Compose = dict[str, Any]
 
 KAFKA_SERVICE = re.compile(r"kafka-\d+")
-APP_SERVICES = ("workers", "api")
+DR_KAFKA_SERVICE = re.compile(r"dr-kafka-\d+")
+SWITCHBOARD_IMAGE = "switchboard:"
+# Every part of the platform runs as its own service (issue 7): these subcommands must each have one.
+REQUIRED_PARTS = ("pipeline", "receiver", "normaliser", "callbacks", "ingest", "followups", "api")
+PIPELINE_WORKERS = 2
+# Options whose value is a local state directory (RocksDB): it must be on a named volume of its own.
+STATE_OPTIONS = ("--data-dir", "--root")
 PLANNED_METRICS = ("switchboard_stage_events_total", "switchboard_consumer_lag", "switchboard_stage_errors_total")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL", re.IGNORECASE)
 _REFERENCE_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
@@ -294,6 +300,48 @@ def inline_secrets(raw_compose: Compose) -> list[str]:
     return problems
 
 
+# Values that look like credentials whatever their key: provider tokens, private keys, long random strings.
+SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY|\bEAA[A-Za-z0-9]{20,}|\b(?:sk|rk|pk)_live_[A-Za-z0-9]{10,}"
+                          r"|\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAKIA[0-9A-Z]{16}\b")
+SECRET_OPTION = re.compile(r"^--(?![\w-]*-(?:dir|file|path)$)[\w-]*(?:token|secret|passw|key|credential)[\w-]*$",
+                           re.IGNORECASE)
+
+
+def looks_like_secret(value: str) -> bool:
+    """A known credential format, or a random-looking token: 32+ characters mixing upper case, lower case and digits
+    (paths, host names and settings split into shorter words)."""
+    if SECRET_VALUE.search(value):
+        return True
+    return any(len(token) >= 32 and re.search(r"[a-z]", token) and re.search(r"[A-Z]", token)
+               and re.search(r"\d", token) for token in re.split(r"[^A-Za-z0-9+_=-]+", value))
+
+
+def secret_looking_values(raw_compose: Compose) -> list[str]:
+    """Any string in the compose file that looks like a credential, and any command option named like a secret
+    that is given a value (secrets come from env files and Docker secrets, never from commands)."""
+    problems = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{where}[{index}]")
+        elif isinstance(node, str) and looks_like_secret(node):
+            problems.append(f"{where}: {node[:12]}... looks like a secret")
+
+    walk(raw_compose, "")
+    for name, service in services(raw_compose).items():
+        command = service.get("command")
+        parts = [str(part) for part in command] if isinstance(command, list) else str(command or "").split()
+        for index, part in enumerate(parts):
+            option, _, inline = part.partition("=")
+            if SECRET_OPTION.match(option) and (inline or index + 1 < len(parts)):
+                problems.append(f"{name}: command option {option} carries a value; read it from the environment")
+    return problems
+
+
 def unpinned_images(compose: Compose) -> list[str]:
     problems = []
     for name, service in services(compose).items():
@@ -317,11 +365,11 @@ def unquoted_ports(raw_compose: Compose) -> list[str]:
             for port in service.get(where) or [] if not isinstance(port, str | dict)]
 
 
-def kafka_problems(compose: Compose, kafka_version: str) -> list[str]:
+def kafka_problems(compose: Compose, kafka_version: str, pattern: re.Pattern[str] = KAFKA_SERVICE) -> list[str]:
     """A three-node KRaft cluster of combined nodes with a complete quorum, RF 3 and min ISR 2."""
-    nodes = kafka_services(compose)
+    nodes = {name: svc for name, svc in services(compose).items() if pattern.fullmatch(name)}
     if len(nodes) != 3:
-        return [f"expected 3 Kafka services kafka-1..3, found {sorted(nodes)}"]
+        return [f"expected 3 Kafka services {pattern.pattern}, found {sorted(nodes)}"]
     problems = []
     envs = {name: environment(service) for name, service in nodes.items()}
     node_ids: dict[str, int] = {}
@@ -366,6 +414,82 @@ def kafka_problems(compose: Compose, kafka_version: str) -> list[str]:
     return problems
 
 
+def bootstrap_of(compose: Compose, pattern: re.Pattern[str]) -> set[str]:
+    """host:port of the inter-broker listener of every node whose service name matches `pattern`."""
+    found = set()
+    for name, service in services(compose).items():
+        if pattern.fullmatch(name):
+            env = environment(service)
+            listener = env.get("KAFKA_INTER_BROKER_LISTENER_NAME") or "PLAINTEXT"
+            found.add(f"{name}:{listener_ports(env.get('KAFKA_LISTENERS') or '').get(listener)}")
+    return found
+
+
+def dr_problems(compose: Compose, base: Path, kafka_version: str) -> list[str]:
+    """The `dr` profile: a second three-node cluster with its own cluster id and quorum, and MirrorMaker 2 reading
+    docker/mirrormaker/mm2.properties, whose cluster aliases point at the two clusters."""
+    from tests.unit import monitoring_checks as mc
+
+    problems = kafka_problems(compose, kafka_version, DR_KAFKA_SERVICE)
+    primary_ids = {environment(svc).get("CLUSTER_ID") for svc in kafka_services(compose).values()}
+    dr_nodes = {name: svc for name, svc in services(compose).items() if DR_KAFKA_SERVICE.fullmatch(name)}
+    if primary_ids & {environment(svc).get("CLUSTER_ID") for svc in dr_nodes.values()}:
+        problems.append("the DR cluster has the primary's cluster id")
+    mirror = {name: svc for name, svc in services(compose).items()
+              if "connect-mirror-maker.sh" in " ".join(map(str, svc.get("command") or []))}
+    if len(mirror) != 1:
+        return [*problems, f"expected one MirrorMaker 2 service, found {sorted(mirror)}"]
+    [(mirror_name, mirror_service)] = mirror.items()
+    for name, service in {**dr_nodes, **mirror}.items():
+        if "dr" not in (service.get("profiles") or []):
+            problems.append(f"{name}: not in the `dr` profile (a plain `up` would start it)")
+    command = [str(part) for part in mirror_service.get("command") or []]
+    host_file = _host_path(mirror_service, command[-1] if command else "", base)
+    if host_file is None or not host_file.is_file():
+        return [*problems, f"{mirror_name}: its properties file {command[-1:]} is not mounted from the repository"]
+    properties = mc.load_properties(host_file)
+    wanted = {"primary": bootstrap_servers(compose), "dr": bootstrap_of(compose, DR_KAFKA_SERVICE)}
+    for alias, nodes in wanted.items():
+        found = set((properties.get(f"{alias}.bootstrap.servers") or "").split(","))
+        if found != nodes:
+            problems.append(f"{host_file.name}: {alias}.bootstrap.servers {sorted(found)} is not {sorted(nodes)}")
+    return problems
+
+
+def edge_problems(compose: Compose, base: Path) -> list[str]:
+    """The edge proxy (nginx) sends /webhooks/ to the receivers, /v1/events to ingestion and the reads and console
+    to the API, at the ports they listen on, looking the names up at request time (so every replica, and replicas
+    added later, get traffic)."""
+    edge = services(compose).get("edge")
+    if edge is None:
+        return ["service 'edge' is missing"]
+    config_path = _host_path(edge, "/etc/nginx/nginx.conf", base)
+    if config_path is None or not config_path.is_file():
+        return ["edge: /etc/nginx/nginx.conf is not mounted from the repository"]
+    text = config_path.read_text()
+    problems = []
+    if not re.search(r"^\s*resolver\s+127\.0\.0\.11\b", text, re.MULTILINE):
+        problems.append("edge: no `resolver 127.0.0.11` (Docker's DNS): replicas would be resolved once, at start")
+    routes = dict(re.findall(r"location\s+(?:=\s*)?(\S+)\s*\{[^}]*?set\s+\$\w+\s+([\w.-]+:\d+);", text))
+    wanted = {"/webhooks/": "receiver", "/v1/events": "ingest", "/v1/messages/": "api", "/v1/recipients/": "api",
+              "/v1/stats/": "api", "/console": "api"}
+    parser = switchboard_parser()
+    for path, part in wanted.items():
+        target = routes.get(path)
+        if target is None:
+            problems.append(f"edge: {path} is not proxied (through a variable) to a service")
+            continue
+        host, _, port = target.rpartition(":")
+        service = services(compose).get(host)
+        if service is None or subcommand(service) != part:
+            problems.append(f"edge: {path} goes to {host!r}, not to the `switchboard {part}` service")
+            continue
+        own, _ = parse_command(parser, command_of(service))
+        if own is not None and int(port) != own.port:
+            problems.append(f"edge: {path} goes to port {port}, {host} listens on {own.port}")
+    return problems
+
+
 def _listener_problems(name: str, env: Mapping[str, str | None], node_ids: Mapping[str, int],
                        nodes: Mapping[str, Any]) -> list[str]:
     problems = []
@@ -396,15 +520,28 @@ def bootstrap_servers(compose: Compose) -> set[str]:
     return found
 
 
+def app_services(compose: Compose) -> dict[str, dict[str, Any]]:
+    """The services running the Switchboard image: one `switchboard` subcommand each."""
+    return {name: service for name, service in services(compose).items()
+            if str(service.get("image", "")).startswith(SWITCHBOARD_IMAGE)}
+
+
+def command_of(service: Mapping[str, Any]) -> list[str]:
+    command = service.get("command")
+    return [str(part) for part in command] if isinstance(command, list) else []
+
+
+def subcommand(service: Mapping[str, Any]) -> str:
+    return (command_of(service) or [""])[0]
+
+
 def app_problems(compose: Compose, base: Path) -> list[str]:
-    """workers and api: built from docker/Dockerfile, waiting for a healthy Kafka, pointed at all of it."""
+    """Every part as its own service, built from docker/Dockerfile, waiting for a healthy Kafka, pointed at all of
+    it, its state on a volume of its own; two pipeline workers; the receiver replicated."""
     problems = []
     kafka = set(kafka_services(compose))
-    for name in APP_SERVICES:
-        service = services(compose).get(name)
-        if service is None:
-            problems.append(f"service {name!r} is missing")
-            continue
+    apps = app_services(compose)
+    for name, service in apps.items():
         build = service.get("build") or {}
         build = {"context": build} if isinstance(build, str) else build
         dockerfile = (base / build.get("context", ".") / build.get("dockerfile", "Dockerfile")).resolve()
@@ -416,22 +553,152 @@ def app_problems(compose: Compose, base: Path) -> list[str]:
         command = service.get("command")
         if not isinstance(command, list) or not command:
             problems.append(f"{name}: command must be a non-empty list")
+            continue
         pipeline = environment(service).get("SWITCHBOARD_PIPELINE") or ""
         host_file = _host_path(service, pipeline, base)
         if host_file is None or host_file.name != "pipeline.toml" or not host_file.is_file():
             problems.append(f"{name}: SWITCHBOARD_PIPELINE {pipeline!r} is not the mounted pipeline.toml")
-    workers = services(compose).get("workers") or {}
-    worker_command: list[str] = workers["command"] if isinstance(workers.get("command"), list) else []
-    if worker_command[:1] != ["worker"]:
-        problems.append(f"workers: command {worker_command} does not run `switchboard worker`")
-    bootstrap = set((command_option(worker_command, "--bootstrap") or "").split(","))
-    if bootstrap != bootstrap_servers(compose):
-        problems.append(f"workers: --bootstrap {sorted(bootstrap)} is not every Kafka node "
-                        f"{sorted(bootstrap_servers(compose))}")
-    data_dir = command_option(worker_command, "--data-dir")
-    if not any(kind == "volume" and source and target == data_dir for kind, source, target in mounts(workers)):
-        problems.append(f"workers: --data-dir {data_dir!r} is not on a named volume")
+        config = command_option(command_of(service), "--config")
+        if config is not None and config != pipeline:
+            problems.append(f"{name}: --config {config!r} is not SWITCHBOARD_PIPELINE {pipeline!r}")
+        bootstrap = command_option(command_of(service), "--bootstrap")
+        if bootstrap is None or set(bootstrap.split(",")) != bootstrap_servers(compose):
+            problems.append(f"{name}: --bootstrap {bootstrap!r} is not every Kafka node "
+                            f"{sorted(bootstrap_servers(compose))}")
+    problems += _state_problems(apps)
+    parts = {subcommand(service) for service in apps.values()}
+    problems += [f"no service runs `switchboard {part}`" for part in REQUIRED_PARTS if part not in parts]
+    workers = {name: service for name, service in apps.items() if subcommand(service) == "pipeline"}
+    if len(workers) < PIPELINE_WORKERS:
+        problems.append(f"expected {PIPELINE_WORKERS} pipeline worker services, found {sorted(workers)}")
+    names = [command_option(command_of(service), "--name") for service in workers.values()]
+    if len(set(names)) != len(names):
+        problems.append(f"pipeline workers share a --name: {names}")
+    problems += _replica_problems(apps)
     return problems
+
+
+def _state_problems(apps: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Each state directory on a named volume, and no volume holding the state of two services (RocksDB locks it,
+    and a replicated service would share it between its replicas)."""
+    problems = []
+    owners: dict[str, str] = {}
+    for name, service in apps.items():
+        for option in STATE_OPTIONS:
+            directory = command_option(command_of(service), option)
+            if directory is None:
+                continue
+            volume = next((source for kind, source, target in mounts(service)
+                           if kind == "volume" and source and (directory + "/").startswith(target.rstrip("/") + "/")),
+                          None)
+            if volume is None:
+                problems.append(f"{name}: {option} {directory!r} is not on a named volume")
+                continue
+            if volume in owners:
+                problems.append(f"{name}: its state volume {volume!r} is also {owners[volume]}'s")
+            owners[volume] = name
+            if int((service.get("deploy") or {}).get("replicas", 1)) > 1:
+                problems.append(f"{name}: replicated, but its replicas would share the state volume {volume!r}")
+    return problems
+
+
+def _replica_problems(apps: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The webhook receiver runs in several replicas, none of which binds a fixed host port (only one could)."""
+    problems = []
+    receivers = [service for service in apps.values() if subcommand(service) == "receiver"]
+    if not any(int((service.get("deploy") or {}).get("replicas", 1)) >= 2 for service in receivers):
+        problems.append("the webhook receiver does not run in 2 or more replicas (deploy.replicas)")
+    for name, service in apps.items():
+        if int((service.get("deploy") or {}).get("replicas", 1)) > 1 and service.get("ports"):
+            problems.append(f"{name}: replicated, so it cannot bind host ports {service['ports']}")
+    return problems
+
+
+def switchboard_parser() -> Any:
+    """The real `switchboard` argument parser (switchboard.cli), so that compose commands are checked against it."""
+    from switchboard import cli
+
+    return cli._parser()
+
+
+def parse_command(parser: Any, command: list[str]) -> tuple[Any, str]:
+    """(namespace, "") when argparse accepts the command, (None, its error message) when it exits."""
+    import contextlib
+    import io
+
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            return parser.parse_args(command), ""
+    except SystemExit:
+        return None, errors.getvalue().strip().splitlines()[-1] if errors.getvalue().strip() else "rejected"
+
+
+def command_problems(compose: Compose) -> list[str]:
+    """Every Switchboard service's command is a real `switchboard` subcommand with options it accepts."""
+    parser = switchboard_parser()
+    problems = []
+    for name, service in app_services(compose).items():
+        args, error = parse_command(parser, command_of(service))
+        if args is None:
+            problems.append(f"{name}: `switchboard {' '.join(command_of(service))}`: {error}")
+    return problems
+
+
+def healthcheck_problems(compose: Compose, checker: Any) -> list[str]:
+    """Every long-running service has a health check; one-shot services (restart "no") need none. The Switchboard
+    services' checks are valid `switchboard-healthcheck` calls (`checker`: docker/healthcheck.py) that probe the
+    port, the consumer group or the state directory the service's own command uses."""
+    problems = []
+    parser = switchboard_parser()
+    for name, service in services(compose).items():
+        if str(service.get("restart", "no")) == "no":
+            continue
+        check = service.get("healthcheck") or {}
+        test = check.get("test")
+        if not test or check.get("disable") or test == ["NONE"]:
+            problems.append(f"{name}: long-running, but no health check")
+            continue
+        if name in app_services(compose):
+            problems += _app_check_problems(name, service, [str(part) for part in test], parser, checker)
+    return problems
+
+
+def _app_check_problems(name: str, service: Mapping[str, Any], test: list[str], parser: Any,
+                        checker: Any) -> list[str]:
+    if test[:2] != ["CMD", "switchboard-healthcheck"]:
+        return [f"{name}: health check {test} does not run switchboard-healthcheck"]
+    args, error = parse_command(checker._parser(), test[2:])
+    if args is None:
+        return [f"{name}: health check {test}: {error}"]
+    own, _ = parse_command(parser, command_of(service))
+    if own is None:
+        return []  # command_problems reports it
+    if args.check in ("http", "answers"):
+        port = urllib_port(args.url)
+        served = {int(value) for value in (getattr(own, "web_port", None), getattr(own, "port", None))
+                  if value is not None}
+        if port not in served:
+            return [f"{name}: health check probes port {port}, the service listens on {sorted(served)}"]
+        if port not in container_ports(service):
+            return [f"{name}: health check probes port {port}, which the service does not expose"]
+    elif args.check == "group":
+        group = getattr(own, "group", None)
+        if args.group != group:
+            return [f"{name}: health check watches group {args.group!r}, the service consumes as {group!r}"]
+        if set(args.bootstrap.split(",")) != set(str(own.bootstrap).split(",")):
+            return [f"{name}: health check asks {args.bootstrap}, the service uses {own.bootstrap}"]
+    elif args.check == "store":
+        roots = [str(value) for value in (getattr(own, "root", None), getattr(own, "data_dir", None)) if value]
+        if not any((args.directory + "/").startswith(root.rstrip("/") + "/") for root in roots):
+            return [f"{name}: health check watches {args.directory}, outside the service's state {roots}"]
+    return []
+
+
+def urllib_port(url: str) -> int | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port
 
 
 def _container_path(service: Mapping[str, Any], host_path: Path, base: Path) -> str | None:
@@ -480,7 +747,38 @@ def prometheus_problems(compose: Compose, base: Path) -> list[str]:
                 problems.append(f"prometheus job {job.get('job_name')}: {host} does not expose port {port}")
             else:
                 scraped.add(host)
-    problems += [f"prometheus does not scrape {name}" for name in APP_SERVICES if name not in scraped]
+    problems += [f"prometheus does not scrape {name}" for name in metrics_services(compose) if name not in scraped]
+    problems += _rule_and_alerting_problems(compose, config, config_path)
+    return problems
+
+
+# Subcommands whose HTTP port serves /metrics (the pipeline serves it on --web-port when given).
+METRICS_PARTS = ("api",)
+
+
+def metrics_services(compose: Compose) -> list[str]:
+    """Switchboard services serving /metrics: pipeline workers started with --web-port, and the API."""
+    return [name for name, service in app_services(compose).items()
+            if command_option(command_of(service), "--web-port") is not None or subcommand(service) in METRICS_PARTS]
+
+
+def _rule_and_alerting_problems(compose: Compose, config: Mapping[str, Any], config_path: Path) -> list[str]:
+    problems = []
+    rule_files = config.get("rule_files") or []
+    if not rule_files:
+        problems.append("prometheus: no rule_files")
+    for rule_file in rule_files:
+        if not (config_path.parent / rule_file).is_file():
+            problems.append(f"prometheus: rule file {rule_file} is not beside prometheus.yml")
+    targets = [target for manager in (config.get("alerting") or {}).get("alertmanagers") or []
+               for static in manager.get("static_configs") or [] for target in static.get("targets") or []]
+    if not targets:
+        problems.append("prometheus: sends alerts to no Alertmanager")
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        service = services(compose).get(host)
+        if service is None or int(port) not in container_ports(service):
+            problems.append(f"prometheus: Alertmanager target {target} is not a service")
     return problems
 
 
