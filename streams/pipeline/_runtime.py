@@ -59,6 +59,7 @@ class _Batch:
     # and what is written to the table at the end (so a row is pickled once per command, not twice).
     images: dict[str, bytes] = field(default_factory=dict)
     pending: Pending = field(default_factory=list)
+    read: dict[str, Any] = field(default_factory=dict)  # index rows as read: one left unchanged is not rewritten
 
 
 class Runtime:
@@ -253,7 +254,8 @@ class Runtime:
         """The partition's index row (contacts with timers, senders with work): one row per source partition."""
         key = f"~index:{event.message.partition}"
         if key not in batch.rows:
-            batch.rows[key] = (dict(table.get(key) or {}), event)
+            batch.read[key] = table.get(key) or {}
+            batch.rows[key] = (dict(batch.read[key]), event)
         return batch.rows[key][0]  # type: ignore[no-any-return]
 
     @staticmethod
@@ -266,6 +268,8 @@ class Runtime:
     @staticmethod
     def _store(table: Any, index_table: Any, batch: _Batch) -> None:
         for key, (value, event) in batch.rows.items():
+            if key in batch.read and batch.read[key] == value:
+                continue  # an index row the batch left as it was (most ticks): rewriting it would change nothing
             _as_current(event)  # faust writes a key's changelog to the partition of the current event
             (index_table if key.startswith("~index:") else table)[key] = batch.images.get(key, value)
 
