@@ -338,12 +338,13 @@ async def throughput_and_latency(bench: Bench, args: argparse.Namespace) -> floa
     return backlog.rate
 
 
-async def memory_growth(bench: Bench, sizes: list[int]) -> None:
-    """One request per new contact until `sizes` distinct contacts: memory and state after each size."""
+async def memory_growth(bench: Bench, args: argparse.Namespace) -> None:
+    """One request per new contact until `--memory-sizes` distinct contacts: memory and state after each size."""
     await bench.start()
     done = 0
-    for size in sizes:
-        phase = await bench.run(size - done, size - done, contact_base=done)
+    for size in args.memory_sizes:
+        run = bench.run(size - done, size - done, contact_base=done)
+        phase = await profiled(bench, args, "memory" if size == args.memory_sizes[-1] else "", run)
         done = size
         row(f"{size:,} distinct contacts: messages/s, CPU per message, peak RSS / RSS, state on disk",
             f"{phase.rate:,.0f}, {phase.cpu_ms_per_message:.2f} ms, {peak_rss_mb(bench.pid()):.0f} / "
@@ -363,7 +364,7 @@ async def bench_pipeline(bootstrap: str, args: argparse.Namespace) -> None:
         row("ratio of the worker's max rate to raw aiokafka", f"{rate / raw:.3f}")
         benches[0].stop()
         if args.memory_sizes:
-            await memory_growth(benches[1], args.memory_sizes)
+            await memory_growth(benches[1], args)
     finally:
         for bench in benches:
             bench.stop()
@@ -388,7 +389,8 @@ def main() -> None:
     parser.add_argument("--memory-sizes", type=_numbers(int), default=[20_000, 100_000],
                         help="distinct contacts after which memory is read (cumulative, one worker)")
     parser.add_argument("--py-spy", help="a py-spy executable: sample the worker during the phase --profile names")
-    parser.add_argument("--profile", choices=["backlog", "paced"], default="backlog")
+    parser.add_argument("--profile", choices=["backlog", "paced", "memory"], default="backlog",
+                        help="the phase py-spy samples: backlog, the first open-loop one, or the last memory size")
     parser.add_argument("--profile-seconds", type=int, default=15)
     parser.add_argument("--profile-out", default="/tmp/sb-pipeline-profile.txt", help="py-spy's collapsed stacks")
     parser.add_argument("--keep", action="store_true", help="keep the worker logs and state directories")
