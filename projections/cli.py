@@ -14,6 +14,7 @@ from aiokafka.structs import TopicPartition
 from projections import (
     PROJECTIONS,
     MessageStatusProjection,
+    ProjectionStore,
     RocksStore,
     catch_up,
     differences,
@@ -22,6 +23,7 @@ from projections import (
     print_progress,
 )
 from projections._audit import audit_message, render
+from projections._backends import BACKENDS, open_backend
 from projections._followup_runner import run_followups
 from projections._followups import FollowUpRules, FollowUps
 from projections._versions import ProjectionVersions
@@ -38,6 +40,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         command.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
         command.add_argument("--topic-prefix", default="")
         command.add_argument("--root", type=Path, default=Path("var/projections"), help="where versions live")
+        command.add_argument("--store", choices=BACKENDS, default="rocksdb",
+                             help="rocksdb (folders under --root) or postgres (tables for BI; docs/PROJECTIONS.md)")
+        command.add_argument("--postgres-dsn", help="with --store postgres (default SWITCHBOARD_POSTGRES_DSN or the "
+                                                    "local server of `switchboard postgres start`)")
+        command.add_argument("--batch-size", type=int, default=5000, help="events per committed batch (default 5000)")
         command.set_defaults(handler=_project if name == "project" else _replay)
     replay = commands.choices["replay"]
     replay.add_argument("--from", dest="start", help="an offset (all partitions) or an ISO time; default the start")
@@ -109,14 +116,15 @@ def _project(args: argparse.Namespace) -> int:
 
 
 async def _run_project(args: argparse.Namespace) -> int:
-    versions = ProjectionVersions(args.root, args.projection)
+    versions = open_backend(args.store, args.projection, args.root, args.postgres_dsn)
     version = versions.current() or versions.next()
     versions.switch(version)
     topic, projection = args.topic_prefix + PROJECTIONS[args.projection].topic, PROJECTIONS[args.projection]()
-    store = RocksStore(versions.path(version))
+    store = versions.open(version)
     try:
         while True:
-            done = await catch_up(args.bootstrap, topic, projection, store, await end_offsets(args.bootstrap, topic))
+            done = await catch_up(args.bootstrap, topic, projection, store, await end_offsets(args.bootstrap, topic),
+                                  batch_size=args.batch_size)
             print(f"{args.projection} v{version}: {done.applied:,} events applied", file=sys.stderr)
             if not args.follow:
                 return 0
@@ -130,17 +138,18 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 async def _run_replay(args: argparse.Namespace) -> int:
-    versions = ProjectionVersions(args.root, args.projection)
+    versions = open_backend(args.store, args.projection, args.root, args.postgres_dsn)
     serving, version = versions.current(), versions.next()
     topic, projection = args.topic_prefix + PROJECTIONS[args.projection].topic, PROJECTIONS[args.projection]()
-    live = RocksStore(versions.path(serving)) if serving is not None else None
+    live = versions.open(serving, read_only=True) if serving is not None else None
     # Rebuild up to exactly where the serving version is, so the two can be compared row for row.
     target = live.positions() if (live is not None and args.verify) else await end_offsets(args.bootstrap, topic)
     start = await _start_offsets(args.bootstrap, topic, args.start, target)
-    rebuilt = RocksStore(versions.path(version))
+    rebuilt = versions.open(version)
     try:
-        done = await catch_up(args.bootstrap, topic, projection, rebuilt, target, start, print_progress)
-        print(f"\n{args.projection} v{version}: {done.applied:,} events rebuilt into {versions.path(version)}")
+        done = await catch_up(args.bootstrap, topic, projection, rebuilt, target, start, print_progress,
+                              batch_size=args.batch_size)
+        print(f"\n{args.projection} v{version}: {done.applied:,} events rebuilt into {versions.where(version)}")
         if args.verify and live is not None and serving is not None and not _same(live, rebuilt, serving, version):
             return 1
         if args.switch:
@@ -153,7 +162,7 @@ async def _run_replay(args: argparse.Namespace) -> int:
             live.close()
 
 
-def _same(live: RocksStore, rebuilt: RocksStore, serving: int, version: int) -> bool:
+def _same(live: ProjectionStore, rebuilt: ProjectionStore, serving: int, version: int) -> bool:
     differing = differences(live, rebuilt)
     if differing:
         print(f"v{version} differs from v{serving} at {len(differing)}+ rows, e.g. {', '.join(differing[:5])}")

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_kafka(commands)
+    _add_postgres(commands)
     _add_demo(commands)
     _add_callbacks(commands)
     _add_worker(commands)
@@ -74,6 +75,12 @@ def _kafka(args: argparse.Namespace) -> int:
         state = "running" if cluster.is_running() else "stopped"
         print(f"Kafka {cluster.version} ({len(cluster.nodes)} broker(s)) at {cluster.bootstrap_servers}: {state}")
     return 0
+
+
+def _add_postgres(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from switchboard.localpg._cli import add_command
+
+    add_command(commands)
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

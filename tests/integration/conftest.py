@@ -108,3 +108,7 @@ def start_pipeline(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> 
     for worker in started:
         if worker.is_running():
             worker.kill()
+
+
+# The PostgreSQL sink's fixtures live beside its helpers; importing them here makes them the run's fixtures.
+from tests.integration.postgres_support import postgres_database, postgres_dsn  # noqa: E402, F401
