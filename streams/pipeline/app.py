@@ -58,7 +58,7 @@ class PipelineSettings:
     web_port: int | None = None
     tick_seconds: float = 0.25  # the partition clock: how often due timers and waiting jobs are looked at
     batch_max: int = 500
-    batch_within: float = 0.005
+    batch_within: float = 0.05
     send_concurrency: int = 64
 
     @property
