@@ -14,8 +14,9 @@ from streams.tally import TallyConfig
 from switchboard.localkafka import cache_root, ensure_jars, external_bootstrap, kafka_version, local_cluster
 from switchboard.topics import ensure_topics
 from switchboard.workers import TallyWorker, WorkerProcess
+from tests.ports import shifted
 
-TEST_BASE_PORT = 21092  # apart from the demo's 19092; below the ephemeral range, so no client socket holds it
+TEST_BASE_PORT = shifted(21092)  # apart from the demo's 19092; below the ephemeral range, so no client socket holds it
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ import pytest
 from schemas import default_registry, encode, make_envelope
 from schemas._samples import sample
 from switchboard.localpg import DSN_ENV, check_reachable, local_postgres
+from tests.ports import shifted
 
-TEST_PORT = 25432  # apart from the local default 15432; below the ephemeral range
+TEST_PORT = shifted(25432)  # apart from the local default 15432; below the ephemeral range
 TENANT = "acme"
 
 

@@ -14,8 +14,9 @@ from aiokafka import AIOKafkaConsumer
 from switchboard.kafka_io import new_producer
 from switchboard.localkafka import LocalCluster, cache_root, local_cluster
 from switchboard.topics import TopicSpec, ensure_topics
+from tests.ports import shifted
 
-BASE_PORT = 21292  # below the ephemeral range 32768-60999, like every port we listen on
+BASE_PORT = shifted(21292)  # below the ephemeral range 32768-60999, like every port we listen on
 
 
 @pytest.fixture(scope="module")
