@@ -59,9 +59,9 @@ async def _ok(*args: str) -> str:
 
 def _state(dsn: str) -> tuple[dict[str, Any], dict[int, int]]:
     with psycopg.connect(dsn) as connection:
-        rows = dict(connection.execute("SELECT key, value FROM message_status_v1_rows").fetchall())
-        positions = dict(connection.execute("SELECT partition, next_offset FROM message_status_v1_positions")
-                         .fetchall())
+        rows: dict[str, Any] = dict(connection.execute("SELECT key, value FROM message_status_v1_rows").fetchall())
+        positions: dict[int, int] = dict(connection.execute(
+            "SELECT partition, next_offset FROM message_status_v1_positions").fetchall())
     return rows, positions
 
 
