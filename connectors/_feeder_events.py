@@ -101,3 +101,4 @@ class FeederStats:
     undecodable: int = 0
     delivered: int = 0
     dead_lettered: int = 0
+    retries: int = 0  # requests beyond each event's first

@@ -76,6 +76,7 @@ class DeliveryLanes:
         report = await self._dispatcher.deliver(target, [event])
         self.stats.delivered += len(report.delivered)
         self.stats.dead_lettered += len(report.dead_letters)
+        self.stats.retries += report.requests - len(report.delivered) - len(report.dead_letters)
         if not report.complete:
             self._given_up.put(lane, event.event_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -23,6 +24,7 @@ from connectors._ingest_sink import EventSink, OutgoingRecord, Placement, SinkUn
 from connectors._privacy import mask_phone
 from schemas import Codec
 from schemas.codec import default_codec
+from switchboard.observability import StageMetrics
 
 __all__ = ["MAX_BODY_BYTES", "MAX_RECORD_BYTES", "STATE", "IngestService", "handle_events", "json_errors"]
 
@@ -51,6 +53,7 @@ class IngestService:
     clock: Callable[[], float] = time.time
     codec: Codec = field(default_factory=default_codec)
     idempotency: IdempotencyCache = field(default_factory=IdempotencyCache)
+    stage: StageMetrics | None = None  # one event per accepted request's write; a failed write is an error
 
     async def ingest(self, request: web.Request) -> web.Response:
         """The whole request: any Refused on the way means nothing was produced (503: maybe partly, same ids)."""
@@ -84,8 +87,9 @@ class IngestService:
 
     async def _produce(self, records: Sequence[OutgoingRecord]) -> list[Placement]:
         try:
-            async with asyncio.timeout(self.write_timeout):
-                return await self.sink.produce(records)
+            with self.stage.observe() if self.stage is not None else contextlib.nullcontext():
+                async with asyncio.timeout(self.write_timeout):
+                    return await self.sink.produce(records)
         except (SinkUnavailable, TimeoutError) as error:
             _log.warning("ingest: Kafka did not acknowledge %d records (%s)", len(records), type(error).__name__)
             raise Refused("kafka_unavailable", "Kafka did not acknowledge the events; retry with the same "

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -90,6 +90,10 @@ class KafkaEventSink(EventSink):
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
+
+    def client(self) -> Any:
+        """The producer's aiokafka client once started (readiness probes it), else None."""
+        return self._producer.client if self._producer is not None else None
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from connectors._driver import ChannelDriver
 from connectors._errors import MalformedWebhook, WebhookRejected
 from connectors._hub import SIGNATURE_HEADER, header_value
 from connectors._privacy import mask_phone
 from connectors._receiver_sinks import CONTENT_SHA256, RawWebhookSink
+from switchboard.observability import ACK_BUCKETS, Observability, StageMetrics
 
-__all__ = ["MAX_BODY_BYTES", "ReceiverConfig", "handle_get", "handle_post", "json_errors"]
+__all__ = ["MAX_BODY_BYTES", "ReceiverConfig", "ReceiverMetrics", "handle_get", "handle_post", "json_errors"]
 
 MAX_BODY_BYTES: Final = 1024 * 1024
 _CHUNK = 64 * 1024
@@ -46,8 +48,21 @@ class _TooLarge(WebhookRejected):
     http_status = 413
 
 
+class ReceiverMetrics:
+    """The receiver's stage (a stored body is an event, a failed write an error), acknowledgement latency and
+    refusals by reason."""
+
+    def __init__(self, observability: Observability) -> None:
+        self.stage: StageMetrics = observability.stage("receiver")
+        self.ack = Histogram("switchboard_webhook_ack_seconds", "From a webhook's arrival to its 200 (stored in "
+                             "Kafka)", ["channel"], buckets=ACK_BUCKETS, registry=observability.registry)
+        self.rejected = Counter("switchboard_webhooks_rejected_total", "Webhooks refused, by channel and reason",
+                                ["channel", "reason"], registry=observability.registry)
+
+
 SINK: Final = web.AppKey("sink", RawWebhookSink)
 CONFIG: Final = web.AppKey("config", ReceiverConfig)
+METRICS: Final = web.AppKey("metrics", ReceiverMetrics)
 
 
 async def handle_get(request: web.Request) -> web.Response:
@@ -66,22 +81,26 @@ async def handle_get(request: web.Request) -> web.Response:
 
 async def handle_post(request: web.Request) -> web.Response:
     """Verifies the raw body with the channel's driver and answers 200 only after the sink stored it."""
-    config, sink = request.app[CONFIG], request.app[SINK]
+    config, sink, metrics = request.app[CONFIG], request.app[SINK], request.app[METRICS]
     channel = request.match_info["channel"]
     driver = config.drivers.get(channel)
     if driver is None:
         return _error(404, "unknown_channel")
+    arrived = time.perf_counter()
     received_at = str(time.time_ns() // 1_000_000)
     raw = await _read_bounded(request, config.max_body_bytes)
     try:
         _check(driver, request, raw, config.max_body_bytes)
     except WebhookRejected as refused:
+        metrics.rejected.labels(channel, _reason(refused)).inc()
         await _keep_reject(sink, config, channel, refused, request, raw, received_at)
         return _error(refused.http_status, _reason(refused))
     headers = {"channel": channel, "received_at": received_at, "signature-verified": "true",
                CONTENT_SHA256: hashlib.sha256(raw).hexdigest()}
-    async with asyncio.timeout(config.write_timeout):
-        await sink.accept(channel, raw, headers)
+    with metrics.stage.observe():
+        async with asyncio.timeout(config.write_timeout):
+            await sink.accept(channel, raw, headers)
+    metrics.ack.labels(channel).observe(time.perf_counter() - arrived)
     return web.json_response({"status": "accepted"})
 
 

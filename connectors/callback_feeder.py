@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from connectors.callback_deadletters import DEAD_LETTER_TOPIC, KafkaDeadLetterSi
 from connectors.callbacks import CallbackDispatcher, DeadLetterSink
 from schemas import EVENT_TOPICS, CodecError, UnknownEvent, decode
 from streams.policies.backoff import RetryPolicy
+from switchboard.observability import ConsumerLag, Observability, kafka_reachable, serve_endpoints, until_stopped
 
 __all__ = [
     "ENV_PREFIX",
@@ -58,6 +59,9 @@ class FeederConfig:
     drain_seconds: float = 10.0  # on stop, how long deliveries under way may still finish
     dead_letter_partitions: int = 6
     http_timeout: float = 10.0
+    web_host: str = "127.0.0.1"
+    web_port: int | None = None  # /healthz, /readyz and /metrics; None: not served
+    ready_lag: int = 10_000  # /readyz answers 503 while a partition of the message topic is further behind
 
     @property
     def message_topic(self) -> str:
@@ -101,6 +105,28 @@ class CallbackFeeder:
         self._failure: BaseException | None = None
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self.observability = self._observability()
+        self._stage = self.observability.stage("callbacks")
+
+    def _observability(self) -> Observability:
+        """Ready once the tenants' URLs are read, Kafka answers and the message topic's lag is under the bar."""
+        observability = Observability("callbacks")
+        self.lag = ConsumerLag(lambda: self._consumer)
+        observability.registry.register(self.lag)
+        readiness = observability.readiness
+        readiness.add("kafka", lambda: kafka_reachable(lambda: self._consumer._client if self._consumer else None))
+        readiness.add_flag("tenants", self.ready.is_set, "callback URLs read from the tenant topic")
+        readiness.add_lag(self.lag, self.config.ready_lag)
+        observability.before_scrape.append(self._count_stats)
+        self._counted = FeederStats()
+        return observability
+
+    def _count_stats(self) -> None:
+        """Moves the lanes' dead letters and retries since the last scrape into the Prometheus counters."""
+        counts, stats = self.observability.counts, self.stats
+        counts.dead_letters.labels("callbacks").inc(stats.dead_lettered - self._counted.dead_lettered)
+        counts.retries.labels("callbacks").inc(stats.retries - self._counted.retries)
+        self._counted = FeederStats(dead_lettered=stats.dead_lettered, retries=stats.retries)
 
     def stop(self) -> None:
         """Asks run() to return: deliveries under way get drain_seconds, finished ones are committed."""
@@ -160,7 +186,7 @@ class CallbackFeeder:
             return
         self._in_flight += 1
         self._tasks.setdefault(tp, set()).add(task)
-        task.add_done_callback(functools.partial(self._finished, tp, record.offset))
+        task.add_done_callback(functools.partial(self._finished, tp, record.offset, time.perf_counter()))
 
     def _route(self, record: ConsumerRecord[bytes, bytes]) -> asyncio.Task[None] | None:
         """The task that finishes this record, or None when there is nothing to send."""
@@ -199,7 +225,7 @@ class CallbackFeeder:
         if not task.cancelled() and task.exception() is None:
             self._finished_ids.put(event_id, True)
 
-    def _finished(self, tp: TopicPartition, offset: int, task: asyncio.Task[None]) -> None:
+    def _finished(self, tp: TopicPartition, offset: int, started: float, task: asyncio.Task[None]) -> None:
         self._in_flight -= 1
         self._tasks.get(tp, set()).discard(task)
         if task.cancelled():
@@ -207,7 +233,10 @@ class CallbackFeeder:
         error = task.exception()
         if error is None:
             self._offsets.finish(tp, offset)
-        elif self._failure is None:
+            self._stage.done(time.perf_counter() - started)
+            return
+        self._stage.error()
+        if self._failure is None:
             self._failure = error
             log.error("a status callback could be neither delivered nor dead-lettered (%s); stopping without "
                       "committing past it", type(error).__name__)
@@ -232,6 +261,8 @@ class CallbackFeeder:
             log.warning("offset commit failed (%s); retried on the next poll", type(error).__name__)
             return
         self._offsets.mark_committed(offsets)
+        for tp, next_offset in offsets.items():
+            self.lag.done(tp.topic, tp.partition, next_offset - 1)
 
     async def _release(self, revoked: set[TopicPartition]) -> None:
         """Before the group hands partitions on: commit what is finished, cancel what is not."""
@@ -279,17 +310,22 @@ def _dead_letter_sinks(config: FeederConfig,
     return kafka, kafka
 
 
-async def run_callback_feeder(config: FeederConfig) -> None:
-    """Runs the feeder until SIGINT or SIGTERM (the `switchboard callbacks` command)."""
+async def run_callback_feeder(config: FeederConfig, stop: asyncio.Event | None = None) -> None:
+    """Runs the feeder until `stop` is set (by default: SIGINT or SIGTERM; the `switchboard callbacks` command)."""
     feeder = CallbackFeeder(config)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, feeder.stop)
+    stopper = asyncio.create_task(until_stopped(stop))
+    stopper.add_done_callback(lambda _: feeder.stop())
     announce = asyncio.create_task(_announce(feeder))
+    endpoints = None
+    if config.web_port is not None:
+        endpoints = await serve_endpoints(feeder.observability, config.web_host, config.web_port)
     try:
         await feeder.run()
     finally:
         announce.cancel()
+        stopper.cancel()
+        if endpoints is not None:
+            await endpoints.cleanup()
 
 
 async def _announce(feeder: CallbackFeeder) -> None:

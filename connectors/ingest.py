@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Callable
 
@@ -33,6 +32,7 @@ from connectors._ingest_sink import (
     SinkUnavailable,
 )
 from schemas import EVENT_TOPICS
+from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 
 __all__ = [
@@ -73,13 +73,20 @@ _log = logging.getLogger(__name__)
 def ingest_app(producer_sink: EventSink, clients: IngestClients, *, topic_prefix: str = "",
                max_body_bytes: int = MAX_BODY_BYTES, replay_window: float = REPLAY_WINDOW_SECONDS,
                write_timeout: float = 10.0, idempotency: IdempotencyCache | None = None,
-               clock: Callable[[], float] | None = None) -> web.Application:
-    """POST /v1/events over this sink; the caller starts and stops the sink."""
+               clock: Callable[[], float] | None = None,
+               observability: Observability | None = None) -> web.Application:
+    """POST /v1/events over this sink, /healthz, /readyz and /metrics; the caller starts and stops the sink.
+    Readiness checks Kafka when the sink is a KafkaEventSink."""
+    observability = observability or Observability("ingest")
+    if isinstance(producer_sink, KafkaEventSink):
+        observability.readiness.add("kafka", lambda: kafka_reachable(producer_sink.client))
     service = IngestService(producer_sink, clients, topic_prefix, max_body_bytes, replay_window, write_timeout,
-                            clock=clock or time.time, idempotency=idempotency or IdempotencyCache())
-    app = web.Application(middlewares=[json_errors])
+                            clock=clock or time.time, idempotency=idempotency or IdempotencyCache(),
+                            stage=observability.stage("ingest"))
+    app = web.Application(middlewares=[HttpMetrics(observability.registry).middleware, json_errors])
     app[STATE] = service
     app.router.add_post(EVENTS_PATH, handle_events)
+    observability.add_routes(app)
     return app
 
 
@@ -89,8 +96,10 @@ def business_topic_spec(prefix: str, partitions: int, replication: int = -1) -> 
 
 
 async def run_ingest(bootstrap: str, clients: IngestClients, *, host: str = "127.0.0.1", port: int = 8090,
-                     prefix: str = "", partitions: int = 6, replication: int = -1) -> None:
-    """Serves until SIGINT or SIGTERM: the topic is ensured and the producer started before the port opens."""
+                     prefix: str = "", partitions: int = 6, replication: int = -1,
+                     stop: asyncio.Event | None = None) -> None:
+    """Serves until `stop` is set (by default: SIGINT or SIGTERM): the topic is ensured and the producer started
+    before the port opens."""
     await ensure_topics(bootstrap, [business_topic_spec(prefix, partitions, replication)])
     async with KafkaEventSink(bootstrap) as sink:
         runner = web.AppRunner(ingest_app(sink, clients, topic_prefix=prefix), shutdown_timeout=5.0)
@@ -100,15 +109,7 @@ async def run_ingest(bootstrap: str, clients: IngestClients, *, host: str = "127
             bound = runner.addresses[0][1]  # the real port when 0 asked for an ephemeral one
             print(f"ingestion on http://{host}:{bound}{EVENTS_PATH} for {len(clients)} client(s), writing to "
                   f"{prefix}{EVENT_TOPICS['business'].name} at {bootstrap}", flush=True)
-            await _until_signalled()
+            await until_stopped(stop)
+            _log.info("ingestion stopping")
         finally:
             await runner.cleanup()
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    _log.info("ingestion stopping")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from streams.pipeline._runtime import Topics
 from streams.pipeline._templates import TemplateTopics
 from switchboard.config import PipelineConfig, PipelineWatcher
 from switchboard.kafka_io import new_producer
+from switchboard.observability import ConsumerLag, Observability, kafka_reachable, serve_endpoints, until_stopped
 
 __all__ = [
     "RECEIPT_STATUSES",
@@ -68,6 +68,9 @@ class NormaliserConfig:
     poll_seconds: float = 0.2
     max_records: int = 500  # raw records per batch: their outputs are written, then the batch is committed
     catch_up_seconds: float = 120.0  # reading the contact topic to its end, at start and before inbound batches
+    web_host: str = "127.0.0.1"
+    web_port: int | None = None  # /healthz, /readyz and /metrics; None: not served
+    ready_lag: int = 10_000  # /readyz answers 503 while a raw partition is further behind than this
 
     @property
     def raw_topic(self) -> str:
@@ -139,6 +142,19 @@ class Normaliser:
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self.observability = self._observability()
+        self._stage = self.observability.stage("normaliser")
+
+    def _observability(self) -> Observability:
+        """Ready once the address index has caught up, Kafka answers and the raw topic's lag is under the bar."""
+        observability = Observability("normaliser")
+        self.lag = ConsumerLag(lambda: self._consumer)
+        observability.registry.register(self.lag)
+        readiness = observability.readiness
+        readiness.add("kafka", lambda: kafka_reachable(lambda: self._consumer._client if self._consumer else None))
+        readiness.add_flag("contacts_index", self.ready.is_set, "address index caught up with the contact topic")
+        readiness.add_lag(self.lag, self.config.ready_lag)
+        return observability
 
     def stop(self) -> None:
         """Asks run() to return after the batch under way."""
@@ -188,6 +204,9 @@ class Normaliser:
         async with self._batch:
             await self._normalise(batches)
             await self._commit(consumer, {tp: records[-1].offset + 1 for tp, records in batches.items() if records})
+            for tp, records in batches.items():
+                if records:
+                    self.lag.done(tp.topic, tp.partition, records[-1].offset)
 
     async def _normalise(self, batches: Batches) -> None:
         # The raw topic is keyed by the body's hash, so one message's receipts sit on different partitions: within
@@ -198,9 +217,10 @@ class Normaliser:
             await self._contacts.sync()  # every contact registered so far is known before a sender is looked up
         writes = []
         for one in parsed:
-            mapped = Mapped([one.parked]) if one.parked else self._mapper.map(one.source, one.driver, one.items)
-            self.stats.count(mapped)
-            writes.extend([await self._send(output) for output in mapped.outputs])
+            with self._stage.observe():
+                mapped = Mapped([one.parked]) if one.parked else self._mapper.map(one.source, one.driver, one.items)
+                self.stats.count(mapped)
+                writes.extend([await self._send(output) for output in mapped.outputs])
         await asyncio.gather(*writes)  # acknowledged by every in-sync replica before the offsets move
 
     def _parse(self, record: ConsumerRecord[bytes, bytes]) -> _Parsed:
@@ -222,6 +242,7 @@ class Normaliser:
             topic, value = self.config.template_commands, output.value
         else:
             topic, value = self.config.topics.deadletters, {**output.value, "at": time.time()}
+            self.observability.counts.dead_letters.labels("normaliser").inc()
         body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         future: asyncio.Future[Any] = await producer.send(topic, body, key=output.key.encode() if output.key else None)
         return future
@@ -254,17 +275,22 @@ def _received_at(record: ConsumerRecord[bytes, bytes]) -> int:
     return int(value) if value.isdigit() else 0
 
 
-async def run_normaliser(config: NormaliserConfig) -> None:
-    """Runs the normaliser until SIGINT or SIGTERM (the `switchboard normaliser` command)."""
+async def run_normaliser(config: NormaliserConfig, stop: asyncio.Event | None = None) -> None:
+    """Runs the normaliser until `stop` is set (by default: SIGINT or SIGTERM; the `switchboard normaliser` command)."""
     normaliser = Normaliser(config)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, normaliser.stop)
+    stopper = asyncio.create_task(until_stopped(stop))
+    stopper.add_done_callback(lambda _: normaliser.stop())
     announce = asyncio.create_task(_announce(normaliser))
+    endpoints = None
+    if config.web_port is not None:
+        endpoints = await serve_endpoints(normaliser.observability, config.web_host, config.web_port)
     try:
         await normaliser.run()
     finally:
         announce.cancel()
+        stopper.cancel()
+        if endpoints is not None:
+            await endpoints.cleanup()
         print(f"normaliser stopped: {normaliser.stats}", flush=True)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -13,8 +12,10 @@ from connectors._driver import ChannelDriver
 from connectors._receiver_http import (
     CONFIG,
     MAX_BODY_BYTES,
+    METRICS,
     SINK,
     ReceiverConfig,
+    ReceiverMetrics,
     handle_get,
     handle_post,
     json_errors,
@@ -29,6 +30,7 @@ from connectors._receiver_sinks import (
     SinkRecord,
 )
 from connectors.registry import get_driver
+from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
 
 __all__ = [
     "CONTENT_SHA256",
@@ -39,6 +41,7 @@ __all__ = [
     "KafkaWebhookSink",
     "RawWebhookSink",
     "ReceiverConfig",
+    "ReceiverMetrics",
     "SinkRecord",
     "build_receiver_app",
     "run_receiver",
@@ -47,14 +50,21 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-def build_receiver_app(config: ReceiverConfig, sink: RawWebhookSink) -> web.Application:
-    """GET and POST {config.path}/{channel}; the caller starts and stops the sink and the drivers."""
-    app = web.Application(middlewares=[json_errors])
+def build_receiver_app(config: ReceiverConfig, sink: RawWebhookSink,
+                       observability: Observability | None = None) -> web.Application:
+    """GET and POST {config.path}/{channel}, /healthz, /readyz and /metrics; the caller starts and stops the sink
+    and the drivers. Readiness checks Kafka when the sink is a KafkaWebhookSink."""
+    observability = observability or Observability("receiver")
+    if isinstance(sink, KafkaWebhookSink):
+        observability.readiness.add("kafka", lambda: kafka_reachable(sink.client))
+    app = web.Application(middlewares=[HttpMetrics(observability.registry).middleware, json_errors])
     app[CONFIG] = config
     app[SINK] = sink
+    app[METRICS] = ReceiverMetrics(observability)
     route = f"{config.path.rstrip('/')}/{{channel}}"
     app.router.add_get(route, handle_get)
     app.router.add_post(route, handle_post)
+    observability.add_routes(app)
     return app
 
 
@@ -64,8 +74,10 @@ def drivers_from_environment(channels: Sequence[str]) -> dict[str, ChannelDriver
 
 
 async def run_receiver(bootstrap: str, *, host: str = "127.0.0.1", port: int = 8088,
-                       channels: Sequence[str] = ("whatsapp",), prefix: str = "", partitions: int = 6) -> None:
-    """Serves until SIGINT or SIGTERM: topics created first, then the port opened; everything closed at the end."""
+                       channels: Sequence[str] = ("whatsapp",), prefix: str = "", partitions: int = 6,
+                       stop: asyncio.Event | None = None) -> None:
+    """Serves until `stop` is set (by default: SIGINT or SIGTERM): topics created first, then the port opened;
+    everything closed at the end."""
     drivers = drivers_from_environment(channels)
     sink = KafkaWebhookSink(bootstrap, prefix=prefix, partitions=partitions)
     await sink.start()
@@ -76,18 +88,10 @@ async def run_receiver(bootstrap: str, *, host: str = "127.0.0.1", port: int = 8
         bound = runner.addresses[0][1]  # the real port when 0 asked for an ephemeral one
         print(f"webhook receiver on http://{host}:{bound}/webhooks/{{{','.join(drivers)}}} "
               f"writing to {sink.raw_topic} and {sink.rejects_topic} at {bootstrap}", flush=True)
-        await _until_signalled()
+        await until_stopped(stop)
+        _log.info("webhook receiver stopping")
     finally:
         await runner.cleanup()
         await sink.stop()
         for driver in drivers.values():
             await driver.aclose()
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    _log.info("webhook receiver stopping")

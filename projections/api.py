@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from projections._api_follow import Follower, ReadModels, Throughput, open_read_
 from projections._api_http import SERVICE, ApiService, answers, follower_context, observed, routes, secure_headers
 from projections._api_reads import ApiError, percentile, today
 from switchboard.errors import SwitchboardError
+from switchboard.observability import until_stopped
 
 __all__ = ["SESSION_COOKIE", "ApiError", "ApiService", "ConsoleSessions", "add_api_command", "api_app",
            "percentile", "run_api", "signed_get_headers"]
@@ -52,8 +52,9 @@ def signed_get_headers(client_id: str, secret: str, path_and_query: str, now: fl
 
 async def run_api(bootstrap: str, clients: IngestClients, root: Path, *, prefix: str = "", host: str = "127.0.0.1",
                   port: int = 8092, console_tenant: str | None = None, interval: float = 1.0,
-                  ready_within: int = 1000) -> None:
-    """Serves until SIGINT or SIGTERM; prints the address, and the one-time console URL when asked for."""
+                  ready_within: int = 1000, stop: asyncio.Event | None = None) -> None:
+    """Serves until `stop` is set (by default: SIGINT or SIGTERM); prints the address, and the one-time console
+    URL when asked for."""
     models = open_read_models(root)
     throughput = Throughput()
     follower = Follower(bootstrap, prefix, models, throughput, interval)
@@ -72,19 +73,11 @@ async def run_api(bootstrap: str, clients: IngestClients, root: Path, *, prefix:
             token = sessions.issue(console_tenant)
             print(f"console for tenant {console_tenant} (one use, open within "
                   f"{sessions.token_ttl / 60:g} minutes): {base}/console/#token={token}", flush=True)
-        await _until_signalled()
+        await until_stopped(stop)
+        _log.info("api stopping")
     finally:
         await runner.cleanup()
         models.close()
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    _log.info("api stopping")
 
 
 def add_api_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

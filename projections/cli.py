@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from projections._backends import BACKENDS, open_backend
 from projections._followup_runner import run_followups
 from projections._followups import FollowUpRules, FollowUps
 from projections._versions import ProjectionVersions
+from switchboard.observability import Observability, serve_endpoints
 
 __all__ = ["add_commands"]
 
@@ -59,6 +61,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                            help="seconds after acceptance a message must be read (default 86400)")
     followups.add_argument("--categories", default="utility,authentication",
                            help="message categories whose unread messages are followed up")
+    followups.add_argument("--web-host", default="127.0.0.1", help="address of /healthz, /readyz and /metrics")
+    followups.add_argument("--web-port", type=int, help="port of /healthz, /readyz and /metrics (default: none)")
     followups.set_defaults(handler=_followups)
     audit = commands.add_parser("audit", help="the full history of one message, with the commands that caused it")
     audit.add_argument("what", choices=["message"])
@@ -80,12 +84,25 @@ def _followups(args: argparse.Namespace) -> int:
               f"{args.categories}); state in {args.root / 'followups'}", file=sys.stderr, flush=True)
 
     try:
-        asyncio.run(run_followups(args.bootstrap, args.topic_prefix, rules, store, on_ready=ready))
+        asyncio.run(_serve_followups(args, rules, store, ready))
     except KeyboardInterrupt:
         return 130
     finally:
         store.close()
     return 0
+
+
+async def _serve_followups(args: argparse.Namespace, rules: FollowUps, store: ProjectionStore,
+                           ready: Callable[[], None]) -> int:
+    observability = Observability("followups")
+    endpoints = None if args.web_port is None else \
+        await serve_endpoints(observability, args.web_host, args.web_port)
+    try:
+        return await run_followups(args.bootstrap, args.topic_prefix, rules, store, on_ready=ready,
+                                   observability=observability)
+    finally:
+        if endpoints is not None:
+            await endpoints.cleanup()
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -2,77 +2,41 @@
 
 from __future__ import annotations
 
-import time
-import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-# The exposition format's media type; aiohttp refuses a charset inside content_type, so it is left out.
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+from switchboard.observability import METRICS_CONTENT_TYPE, StageMetrics
 
-
-class StageMetrics:
-    """RED metrics of one pipeline stage: events (rate), errors, and processing duration."""
-
-    def __init__(self, stage: str, registry: CollectorRegistry) -> None:
-        self.stage = stage
-        events, errors, duration = _stage_families(registry)
-        self._events = events.labels(stage)
-        self._errors = errors.labels(stage)
-        self._duration = duration.labels(stage)
-
-    @contextmanager
-    def observe(self) -> Iterator[None]:
-        """Counts and times the enclosed processing of one event; an exception counts as an error."""
-        started = time.perf_counter()
-        try:
-            yield
-        except BaseException:
-            self._errors.inc()
-            raise
-        self._events.inc()
-        self._duration.observe(time.perf_counter() - started)
-
-
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Counter, Counter, Histogram]] = \
-    weakref.WeakKeyDictionary()
-
-
-def _stage_families(registry: CollectorRegistry) -> tuple[Counter, Counter, Histogram]:
-    """One set of metric families per registry, shared by its stages (a family may be registered once)."""
-    if registry not in _FAMILIES:
-        _FAMILIES[registry] = (
-            Counter("switchboard_stage_events_total", "Events processed by a stage", ["stage"], registry=registry),
-            Counter("switchboard_stage_errors_total", "Events a stage failed to process", ["stage"],
-                    registry=registry),
-            Histogram("switchboard_stage_duration_seconds", "Time to process one event", ["stage"],
-                      registry=registry),
-        )
-    return _FAMILIES[registry]
+__all__ = ["METRICS_CONTENT_TYPE", "ConsumerLagCollector", "DispatchMetrics", "StageMetrics", "install_endpoints",
+           "is_ready"]
 
 
 class ConsumerLagCollector:
     """switchboard_consumer_lag per source partition: records fetched-known but not yet handed to the agents.
 
     Computed at scrape time from faust's monitor: the partition's high-water mark at the last fetch that
-    returned records, minus the next offset after the last record read.
+    returned records, minus the next offset after the last record read. Only partitions the consumer owns now
+    are reported: the monitor keeps a lost partition's offsets, which would otherwise stay at their last value.
     """
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
 
+    def lags(self) -> dict[Any, int]:
+        """Records behind per owned partition (faust's TP)."""
+        monitor, owned = self._app.monitor, set(self._app.consumer.assignment())
+        return {tp: max(0, monitor.tp_end_offsets.get(tp, read + 1) - (read + 1))
+                for tp, read in dict(monitor.tp_read_offsets).items() if tp in owned}
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         lag = GaugeMetricFamily("switchboard_consumer_lag", "Records behind the high-water mark",
                                 labels=["topic", "partition"])
-        monitor = self._app.monitor
-        for tp, read in dict(monitor.tp_read_offsets).items():
-            end = monitor.tp_end_offsets.get(tp, read + 1)
-            lag.add_metric([tp.topic, str(tp.partition)], max(0, end - (read + 1)))
+        for tp, behind in self.lags().items():
+            lag.add_metric([tp.topic, str(tp.partition)], behind)
         yield lag
 
 
@@ -82,9 +46,10 @@ def is_ready(app: faust.App) -> bool:
     return bool(recovery.completed.is_set()) and not app.rebalancing
 
 
-def install_endpoints(app: faust.App, registry: CollectorRegistry) -> None:
-    """Adds /healthz (the process serves), /readyz (recovered, not rebalancing) and /metrics."""
-    registry.register(ConsumerLagCollector(app))
+def install_endpoints(app: faust.App, registry: CollectorRegistry, *, ready_lag: int | None = None) -> None:
+    """Adds /healthz (the process serves), /readyz (recovered, not rebalancing, lag under ready_lag) and /metrics."""
+    lag = ConsumerLagCollector(app)
+    registry.register(lag)
 
     @app.page("/healthz")
     async def healthz(view: Any, request: Any) -> Any:
@@ -92,8 +57,10 @@ def install_endpoints(app: faust.App, registry: CollectorRegistry) -> None:
 
     @app.page("/readyz")
     async def readyz(view: Any, request: Any) -> Any:
-        ready = is_ready(app)
-        body = {"status": "ready" if ready else "not ready", "rebalancing": bool(app.rebalancing)}
+        worst = max(lag.lags().values(), default=0)
+        ready = is_ready(app) and (ready_lag is None or worst <= ready_lag)
+        body = {"status": "ready" if ready else "not ready", "rebalancing": bool(app.rebalancing),
+                "largest_lag": worst, "ready_lag": ready_lag}
         return view.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")
@@ -113,3 +80,24 @@ class DispatchMetrics:
                             "circuit, per sender account", ["sender"], registry=registry)
         self.circuit_open = Gauge("switchboard_circuit_open", "1 while a sender account's circuit is open or "
                                   "half-open, else 0", ["sender"], registry=registry)
+        self.throttled = Counter("switchboard_rate_limited_total", "Times a sender account's token bucket made "
+                                 "jobs wait", ["sender"], registry=registry)
+        self.retries = Counter("switchboard_retries_total", "Attempts scheduled again after a failure, by stage",
+                               ["stage"], registry=registry)
+        self._partitions: dict[str, int] = {}  # sender account -> the sb.dispatch partition its gauges come from
+
+    def sender_state(self, sender: str, partition: int, queued: int, circuit_open: bool) -> None:
+        """Sets a sender account's gauges, remembering which partition (hence which owner) they belong to."""
+        self._partitions[sender] = partition
+        self.queued.labels(sender).set(queued)
+        self.circuit_open.labels(sender).set(int(circuit_open))
+
+    def forget_partitions(self, partitions: set[int]) -> list[str]:
+        """Removes the gauges of every sender account on these partitions (lost in a rebalance); their new
+        owner sets them again. Returns the accounts removed."""
+        gone = [sender for sender, partition in self._partitions.items() if partition in partitions]
+        for sender in gone:
+            del self._partitions[sender]
+            self.queued.remove(sender)
+            self.circuit_open.remove(sender)
+        return gone

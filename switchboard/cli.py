@@ -149,6 +149,8 @@ def _add_pipeline(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     pipeline.add_argument("--replication", type=int, default=-1, help="copies of each topic; -1: min(3, brokers)")
     pipeline.add_argument("--web-host", default="127.0.0.1", help="address of /healthz, /readyz and /metrics")
     pipeline.add_argument("--web-port", type=int, help="port of /healthz, /readyz and /metrics (default: none)")
+    pipeline.add_argument("--ready-lag", type=int, default=10_000,
+                          help="/readyz answers 503 while a partition is more records behind (default 10000)")
     pipeline.set_defaults(handler=_pipeline)
 
 
@@ -158,7 +160,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     settings = PipelineSettings(bootstrap=args.bootstrap, config_path=args.config, app_id=args.app_id,
                                 topic_prefix=args.topic_prefix, data_dir=args.data_dir, worker_name=args.name,
                                 partitions=args.partitions, replication=args.replication, web_host=args.web_host,
-                                web_port=args.web_port)
+                                web_port=args.web_port, ready_lag=args.ready_lag)
     return run_pipeline(settings)
 
 
@@ -217,7 +219,16 @@ def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     callbacks.add_argument("--topic-prefix", default="", help="prefix for sb.events.* and sb.deadletters")
     callbacks.add_argument("--group", default="switchboard-callbacks", help="consumer group of the message topic")
     callbacks.add_argument("--secrets-dir", help="signing secrets in DIR/callbacks/<tenant id> (env vars win)")
+    _add_endpoint_options(callbacks)
     callbacks.set_defaults(handler=_callbacks)
+
+
+def _add_endpoint_options(command: argparse.ArgumentParser) -> None:
+    """--web-host, --web-port and --ready-lag of a consumer that serves no HTTP of its own."""
+    command.add_argument("--web-host", default="127.0.0.1", help="address of /healthz, /readyz and /metrics")
+    command.add_argument("--web-port", type=int, help="port of /healthz, /readyz and /metrics (default: none)")
+    command.add_argument("--ready-lag", type=int, default=10_000,
+                         help="/readyz answers 503 while a partition is more records behind (default 10000)")
 
 
 def _callbacks(args: argparse.Namespace) -> int:
@@ -230,7 +241,9 @@ def _callbacks(args: argparse.Namespace) -> int:
     if bootstrap is None:
         raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
     secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
-    asyncio.run(run_callback_feeder(FeederConfig(bootstrap, args.topic_prefix, args.group, secrets_dir)))
+    asyncio.run(run_callback_feeder(FeederConfig(bootstrap, args.topic_prefix, args.group, secrets_dir,
+                                                 web_host=args.web_host, web_port=args.web_port,
+                                                 ready_lag=args.ready_lag)))
     return 0
 
 
@@ -264,6 +277,7 @@ def _add_normaliser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     normaliser.add_argument("--topic-prefix", default="", help="prefix for every topic (tests use a unique one)")
     normaliser.add_argument("--group", default="switchboard-normaliser", help="consumer group of the raw topic")
     normaliser.add_argument("--config", default="pipeline.toml", help="channels and tenants (reloaded on change)")
+    _add_endpoint_options(normaliser)
     normaliser.set_defaults(handler=_normaliser)
 
 
@@ -276,7 +290,9 @@ def _normaliser(args: argparse.Namespace) -> int:
     bootstrap = args.bootstrap or external_bootstrap()
     if bootstrap is None:
         raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
-    asyncio.run(run_normaliser(NormaliserConfig(bootstrap, args.topic_prefix, args.group, Path(args.config))))
+    asyncio.run(run_normaliser(NormaliserConfig(bootstrap, args.topic_prefix, args.group, Path(args.config),
+                                                web_host=args.web_host, web_port=args.web_port,
+                                                ready_lag=args.ready_lag)))
     return 0
 
 

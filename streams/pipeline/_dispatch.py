@@ -102,6 +102,7 @@ class Dispatcher:
         self._breaker = breaker  # read per result: the pipeline declaration is reloaded while running
         # Marks the jobs this process put in flight; one marked by another process lost its outcome with it.
         self.incarnation = uuid.uuid4().hex
+        self.throttles = 0  # times ready() stopped for want of a token: the operators' rate-limiter metric
 
     def orphans(self, state: SenderState) -> list[dict[str, Any]]:
         """`unknown` outcomes for jobs a dead worker had in flight: the writer reconciles them from receipts.
@@ -142,6 +143,7 @@ class Dispatcher:
                     continue
                 taken, bucket = bucket.take(now)
                 if not taken:
+                    self.throttles += 1
                     state.bucket = bucket
                     return sending, refused
                 lane.remove(job)

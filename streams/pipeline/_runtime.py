@@ -82,6 +82,10 @@ class Runtime:
         d = self.config.dispatch
         return BreakerSettings(d.breaker_window, d.breaker_min_calls, d.breaker_error_rate, d.breaker_open_seconds)
 
+    def partitions_revoked(self, revoked: set[Any]) -> None:
+        """A rebalance took partitions away: gauges about sender accounts on them are no longer ours to report."""
+        self.dispatch_metrics.forget_partitions({tp.partition for tp in revoked if tp.topic == self.topics.dispatch})
+
     async def watcher_stop(self) -> None:
         """Stops polling the declaration file."""
         await self._config.stop()
@@ -215,11 +219,14 @@ class Runtime:
             if limits is None:
                 continue  # the sender was removed from the pipeline: its jobs wait until it returns
             lost = self.dispatcher.orphans(state)
+            throttles = self.dispatcher.throttles
             sending, refused = self.dispatcher.ready(state, limits, now)
+            if self.dispatcher.throttles > throttles:
+                self.dispatch_metrics.throttled.labels(key).inc()
             batch.pending.extend(self._send_command_soon(reply) for reply in [*lost, *refused])
             plan.extend((key, job) for job in sending)
-            self.dispatch_metrics.queued.labels(key).set(state.queued)
-            self.dispatch_metrics.circuit_open.labels(key).set(int(state.breaker.state(now) != "closed"))
+            self.dispatch_metrics.sender_state(key, event.message.partition, state.queued,
+                                               state.breaker.state(now) != "closed")
             self._reindex(self._index(self.sender_index, event, batch), key, 0.0 if _busy(state) else None)
         return plan
 
@@ -284,6 +291,8 @@ class Runtime:
 
     async def _ship(self, effects: Effects, pending: Pending) -> None:
         for emitted in effects.events:
+            if isinstance(emitted.event, Message.RetryScheduled):
+                self.dispatch_metrics.retries.labels("writer").inc()
             record = to_record(emitted.aggregate, emitted.event, TraceContext(trace_id=emitted.trace_id))
             topic = self.topics.message_events if isinstance(emitted.aggregate, Message) else \
                 self.topics.contact_events

@@ -61,6 +61,7 @@ class PipelineSettings:
     batch_max: int = 500
     batch_within: float = 0.05
     send_concurrency: int = 64
+    ready_lag: int = 10_000  # /readyz answers 503 while a partition is further behind than this
 
     @property
     def topics(self) -> Topics:
@@ -88,7 +89,8 @@ class PipelineSettings:
         return ["pipeline", "--bootstrap", self.bootstrap, "--config", self.config_path, "--app-id", self.app_id,
                 "--topic-prefix", self.topic_prefix, "--data-dir", self.data_dir, "--name", self.worker_name,
                 "--partitions", str(self.partitions), "--replication", str(self.replication),
-                "--web-host", self.web_host, *(["--web-port", str(self.web_port)] if self.web_port else [])]
+                "--web-host", self.web_host, *(["--web-port", str(self.web_port)] if self.web_port else []),
+                "--ready-lag", str(self.ready_lag)]
 
 
 class _StateCodec(codecs.Codec):
@@ -129,8 +131,13 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     tables = {name: _state_table(app, settings.table_name(name), n) for name in TABLES}
     registry = CollectorRegistry()
     metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch", "templates")}
-    install_endpoints(app, registry)
+    install_endpoints(app, registry, ready_lag=settings.ready_lag)
     runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency, DispatchMetrics(registry))
+
+    async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        runtime.partitions_revoked(revoked)
+
+    app.on_partitions_revoked.connect(forget_revoked, weak=False)  # type: ignore[arg-type]  # signal's own type
     batch = (settings.batch_max, settings.batch_within)
 
     @app.agent(business, concurrency=1)
