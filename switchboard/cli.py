@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_normaliser(commands)
     _add_ingest(commands)
     _add_api(commands)
+    _add_run(commands)
     simulator = commands.add_parser("simulator", add_help=False,
                                     help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
     simulator.set_defaults(handler=_simulator)
@@ -135,6 +136,12 @@ def _add_api(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     from projections.api import add_api_command
 
     add_api_command(commands)
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from switchboard.roles import add_run_command
+
+    add_run_command(commands)
 
 
 def _add_pipeline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -132,7 +132,7 @@ class _LagSource(Protocol):
     def highwater(self, partition: Any) -> int | None: ...
 
 
-@dataclass
+@dataclass(eq=False)  # registered in a CollectorRegistry, which keys collectors by identity
 class ConsumerLag:
     """switchboard_consumer_lag per owned partition: high-water mark minus the next offset to process.
 
