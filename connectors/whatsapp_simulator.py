@@ -72,7 +72,9 @@ class SimulatorConfig:
     api_version: str = GRAPH_API_VERSION
     access_token: str | None = field(default=None, repr=False)  # None: any non-empty bearer token passes
     app_secret: str = field(default=DEFAULT_APP_SECRET, repr=False)
-    webhook_url: str | None = None  # where signed webhooks go; None: receipts are counted but not posted
+    # Where signed webhooks go; several URLs separated by commas take turns (as behind a load balancer);
+    # None: receipts are counted but not posted.
+    webhook_url: str | None = None
     phone_numbers: Mapping[str, str] = field(default_factory=lambda: {DEFAULT_PHONE_NUMBER_ID: DEFAULT_DISPLAY_NUMBER})
     business_account_id: str = "200000000000001"
     seed: int = 0
@@ -216,6 +218,7 @@ class WhatsAppSimulator:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._outbox: _Outbox | None = None
+        self._posts = 0  # webhook posts so far: picks the next of several webhook URLs
         self._url: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -459,8 +462,10 @@ class WhatsAppSimulator:
             return  # stopping: nothing more goes out
         headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua",
                    SIGNATURE_HEADER: hub_signature(delivery.body, self.config.app_secret)}
+        urls = self.config.webhook_url.split(",")
+        url, self._posts = urls[self._posts % len(urls)].strip(), self._posts + 1
         try:
-            async with self._session.post(self.config.webhook_url, data=delivery.body, headers=headers) as answer:
+            async with self._session.post(url, data=delivery.body, headers=headers) as answer:
                 await answer.read()
                 delivered = 200 <= answer.status < 300
         except (aiohttp.ClientError, TimeoutError):
@@ -562,7 +567,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8089, help="0 for an ephemeral port (default 8089)")
     add("--api-version", default=GRAPH_API_VERSION)
-    add("--webhook-url", help="where to post signed webhooks (default: do not post)")
+    add("--webhook-url", help="where to post signed webhooks; several, comma-separated, take turns (default: do "
+                              "not post)")
     add("--phone-number", action="append", default=[], metavar="ID[=DISPLAY]", help="a phone number id to serve")
     add("--seed", type=int, default=0)
     add("--latency-min", type=float, default=0.0)

@@ -70,7 +70,8 @@ def add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
                      help="a part to run (repeatable; default all): " + ", ".join(ROLES))
     run.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
     run.add_argument("--config", type=Path, default=Path(os.environ.get("SWITCHBOARD_PIPELINE", "pipeline.toml")))
-    run.add_argument("--topic-prefix", default="", help="prefix for every topic (tests use a unique one)")
+    run.add_argument("--topic-prefix", default="", help="prefix for every topic, consumer group and changelog "
+                                                        "(tests use a unique one)")
     run.add_argument("--state-dir", type=Path, default=Path("var/run"),
                      help="pipeline state in DIR/pipeline, projections in DIR/projections (default var/run)")
     run.add_argument("--host", default="127.0.0.1", help="address every part binds (0.0.0.0 in a container)")
@@ -203,6 +204,7 @@ def _pipeline_settings(settings: RunSettings) -> PipelineSettings:
 
     return PipelineSettings(bootstrap=settings.bootstrap, data_dir=str(settings.state_dir / "pipeline"),
                             config_path=str(settings.config), topic_prefix=settings.topic_prefix,
+                            app_id=f"{settings.topic_prefix}switchboard-pipeline",
                             worker_name=settings.name, partitions=settings.partitions, web_host=settings.host,
                             web_port=settings.ports["pipeline"])
 
@@ -226,14 +228,18 @@ async def _receiver(settings: RunSettings, stop: asyncio.Event) -> None:
 async def _normaliser(settings: RunSettings, stop: asyncio.Event) -> None:
     from connectors.normaliser import NormaliserConfig, run_normaliser
 
-    await run_normaliser(NormaliserConfig(settings.bootstrap, settings.topic_prefix, config_path=settings.config,
+    await run_normaliser(NormaliserConfig(settings.bootstrap, settings.topic_prefix,
+                                          group=f"{settings.topic_prefix}switchboard-normaliser",
+                                          config_path=settings.config,
                                           web_host=settings.host, web_port=settings.ports["normaliser"]), stop)
 
 
 async def _callbacks(settings: RunSettings, stop: asyncio.Event) -> None:
     from connectors.callback_feeder import FeederConfig, run_callback_feeder
 
-    await run_callback_feeder(FeederConfig(settings.bootstrap, settings.topic_prefix, web_host=settings.host,
+    await run_callback_feeder(FeederConfig(settings.bootstrap, settings.topic_prefix,
+                                           group=f"{settings.topic_prefix}switchboard-callbacks",
+                                           web_host=settings.host,
                                            web_port=settings.ports["callbacks"]), stop)
 
 
