@@ -44,6 +44,7 @@ class RunSettings:
     name: str = "pipeline-1"
     channels: tuple[str, ...] = ("whatsapp",)
     partitions: int = 6
+    console_tenant: str | None = None
 
 
 def plan_roles(requested: Sequence[str], clients_configured: bool) -> tuple[tuple[str, ...], list[str]]:
@@ -78,6 +79,7 @@ def add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     run.add_argument("--name", default="pipeline-1", help="the pipeline worker's name")
     run.add_argument("--clients-file", type=Path, help="ingest and api clients (default: SWITCHBOARD_INGEST_CLIENTS)")
     run.add_argument("--channel", action="append", dest="channels", help="channels the receiver serves (whatsapp)")
+    run.add_argument("--console-tenant", help="the API prints a one-time console URL for this tenant")
     for role in ROLES:
         variable = f"SWITCHBOARD_{role.upper()}_PORT"
         run.add_argument(f"--{role}-port", type=int, default=int(os.environ.get(variable, DEFAULT_PORTS[role])),
@@ -98,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"switchboard run: {note}", flush=True)
     settings = RunSettings(bootstrap, roles, args.config, args.topic_prefix, args.state_dir, args.host,
                            {role: getattr(args, f"{role}_port") for role in ROLES}, args.clients_file, args.name,
-                           tuple(args.channels or ["whatsapp"]), load(args.config).streams.partitions)
+                           tuple(args.channels or ["whatsapp"]), load(args.config).streams.partitions,
+                           args.console_tenant)
     return run_roles(settings)
 
 
@@ -254,7 +257,8 @@ async def _api(settings: RunSettings, stop: asyncio.Event) -> None:
     from projections.api import run_api
 
     await run_api(settings.bootstrap, _clients(settings), settings.state_dir / "projections",
-                  prefix=settings.topic_prefix, host=settings.host, port=settings.ports["api"], stop=stop)
+                  prefix=settings.topic_prefix, host=settings.host, port=settings.ports["api"],
+                  console_tenant=settings.console_tenant, stop=stop)
 
 
 async def _projections(settings: RunSettings, stop: asyncio.Event) -> None:

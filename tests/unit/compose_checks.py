@@ -32,11 +32,12 @@ Compose = dict[str, Any]
 KAFKA_SERVICE = re.compile(r"kafka-\d+")
 DR_KAFKA_SERVICE = re.compile(r"dr-kafka-\d+")
 SWITCHBOARD_IMAGE = "switchboard:"
-# Every part of the platform runs as its own service (issue 7): these subcommands must each have one.
-REQUIRED_PARTS = ("pipeline", "receiver", "normaliser", "callbacks", "ingest", "followups", "api")
+# Every part of the platform runs as its own service (issue 7): these roles (`switchboard run --role`) or
+# subcommands must each have one.
+REQUIRED_PARTS = ("pipeline", "receiver", "normaliser", "callbacks", "ingest", "projections", "api")
 PIPELINE_WORKERS = 2
 # Options whose value is a local state directory (RocksDB): it must be on a named volume of its own.
-STATE_OPTIONS = ("--data-dir", "--root")
+STATE_OPTIONS = ("--data-dir", "--root", "--state-dir")
 PLANNED_METRICS = ("switchboard_stage_events_total", "switchboard_consumer_lag", "switchboard_stage_errors_total")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL", re.IGNORECASE)
 _REFERENCE_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
@@ -485,8 +486,8 @@ def edge_problems(compose: Compose, base: Path) -> list[str]:
             problems.append(f"edge: {path} goes to {host!r}, not to the `switchboard {part}` service")
             continue
         own, _ = parse_command(parser, command_of(service))
-        if own is not None and int(port) != own.port:
-            problems.append(f"edge: {path} goes to port {port}, {host} listens on {own.port}")
+        if own is not None and int(port) not in served_ports(own):
+            problems.append(f"edge: {path} goes to port {port}, {host} listens on {sorted(served_ports(own))}")
     return problems
 
 
@@ -532,7 +533,26 @@ def command_of(service: Mapping[str, Any]) -> list[str]:
 
 
 def subcommand(service: Mapping[str, Any]) -> str:
-    return (command_of(service) or [""])[0]
+    """The part a service runs: the role of `switchboard run --role ROLE`, else the subcommand."""
+    command = command_of(service) or [""]
+    if command[0] == "run":
+        return command_option(command, "--role") or "all"
+    return command[0]
+
+
+def served_ports(own: Any) -> set[int]:
+    """The ports a parsed command listens on: --web-port and --port, or `run`'s --<role>-port of its roles."""
+    ports = {getattr(own, "web_port", None), getattr(own, "port", None)}
+    ports |= {getattr(own, f"{role}_port", None) for role in getattr(own, "roles", None) or []}
+    return {int(port) for port in ports if port is not None}
+
+
+def consumer_group(own: Any) -> str | None:
+    """The consumer group a parsed command consumes as: --group, or `run`'s switchboard-<role> (prefixed)."""
+    if getattr(own, "group", None):
+        return str(own.group)
+    roles = getattr(own, "roles", None) or []
+    return f"{own.topic_prefix}switchboard-{roles[0]}" if len(roles) == 1 else None
 
 
 def app_problems(compose: Compose, base: Path) -> list[str]:
@@ -676,20 +696,20 @@ def _app_check_problems(name: str, service: Mapping[str, Any], test: list[str], 
         return []  # command_problems reports it
     if args.check in ("http", "answers"):
         port = urllib_port(args.url)
-        served = {int(value) for value in (getattr(own, "web_port", None), getattr(own, "port", None))
-                  if value is not None}
+        served = served_ports(own)
         if port not in served:
             return [f"{name}: health check probes port {port}, the service listens on {sorted(served)}"]
         if port not in container_ports(service):
             return [f"{name}: health check probes port {port}, which the service does not expose"]
     elif args.check == "group":
-        group = getattr(own, "group", None)
+        group = consumer_group(own)
         if args.group != group:
             return [f"{name}: health check watches group {args.group!r}, the service consumes as {group!r}"]
         if set(args.bootstrap.split(",")) != set(str(own.bootstrap).split(",")):
             return [f"{name}: health check asks {args.bootstrap}, the service uses {own.bootstrap}"]
     elif args.check == "store":
-        roots = [str(value) for value in (getattr(own, "root", None), getattr(own, "data_dir", None)) if value]
+        roots = [str(value) for value in (getattr(own, "root", None), getattr(own, "data_dir", None),
+                                          getattr(own, "state_dir", None)) if value]
         if not any((args.directory + "/").startswith(root.rstrip("/") + "/") for root in roots):
             return [f"{name}: health check watches {args.directory}, outside the service's state {roots}"]
     return []
@@ -752,14 +772,16 @@ def prometheus_problems(compose: Compose, base: Path) -> list[str]:
     return problems
 
 
-# Subcommands whose HTTP port serves /metrics (the pipeline serves it on --web-port when given).
-METRICS_PARTS = ("api",)
+# Subcommands whose HTTP port serves /metrics (the others on --web-port when given).
+METRICS_PARTS = ("api", "receiver", "ingest")
 
 
 def metrics_services(compose: Compose) -> list[str]:
-    """Switchboard services serving /metrics: pipeline workers started with --web-port, and the API."""
+    """Switchboard services serving /metrics: every `switchboard run` role, parts started with --web-port, the
+    API, the receivers and ingestion."""
     return [name for name, service in app_services(compose).items()
-            if command_option(command_of(service), "--web-port") is not None or subcommand(service) in METRICS_PARTS]
+            if command_option(command_of(service), "--web-port") is not None or subcommand(service) in METRICS_PARTS
+            or command_of(service)[:1] == ["run"]]
 
 
 def _rule_and_alerting_problems(compose: Compose, config: Mapping[str, Any], config_path: Path) -> list[str]:

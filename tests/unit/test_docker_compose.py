@@ -219,7 +219,8 @@ BREAKAGES: list[tuple[str, str, Breakage]] = [
         ["--web-port", "8081"])),
     ("commands", "a required option missing", lambda raw, _: services(raw)["pipeline-2"].update(
         {"command": ["pipeline", "--bootstrap", "kafka-1:9092,kafka-2:9092,kafka-3:9092"]})),
-    ("commands", "a value of the wrong type", lambda raw, _: set_option(raw, "receiver", "--port", "http")),
+    ("commands", "a value of the wrong type", lambda raw, _: set_option(raw, "receiver", "--receiver-port", "http")),
+    ("commands", "an unknown role", lambda raw, _: set_option(raw, "normaliser", "--role", "normalizer")),
     ("health checks", "a service without one", lambda raw, _: services(raw)["normaliser"].pop("healthcheck")),
     ("health checks", "a disabled one", lambda raw, _: services(raw)["alertmanager"]["healthcheck"].update(
         {"disable": True})),
@@ -227,10 +228,13 @@ BREAKAGES: list[tuple[str, str, Breakage]] = [
         2, "members")),
     ("health checks", "the wrong port", lambda raw, _: healthcheck_test(raw, "pipeline-2").__setitem__(
         3, "http://127.0.0.1:8080/readyz")),
-    ("health checks", "another consumer group", lambda raw, _: healthcheck_test(raw, "normaliser").__setitem__(
-        3, "switchboard-callbacks")),
-    ("health checks", "a store outside the state", lambda raw, _: healthcheck_test(raw, "followups").__setitem__(
-        3, "/tmp/followups")),
+    ("health checks", "another consumer group", lambda raw, _: services(raw)["normaliser"]["healthcheck"].update(
+        {"test": ["CMD", "switchboard-healthcheck", "group", "switchboard-callbacks", "--bootstrap",
+                  "kafka-1:9092,kafka-2:9092,kafka-3:9092"]})),
+    ("health checks", "a store outside the state", lambda raw, _: services(raw)["followups"]["healthcheck"].update(
+        {"test": ["CMD", "switchboard-healthcheck", "store", "/tmp/followups"]})),
+    ("health checks", "another role's port", lambda raw, _: healthcheck_test(raw, "normaliser").__setitem__(
+        3, "http://127.0.0.1:8084/readyz")),
     ("health checks", "not the image's script", lambda raw, _: services(raw)["ingest"]["healthcheck"].update(
         {"test": ["CMD", "true"]})),
     ("edge", "no edge", lambda raw, _: services(raw).pop("edge")),
@@ -394,8 +398,9 @@ def test_the_command_is_a_real_switchboard_subcommand(name: str, raw: Compose) -
     args, error = cc.parse_command(cc.switchboard_parser(), command)
     assert args is not None, error
     assert args.handler.__name__.lstrip("_") in {command[0], "project", "followups"}
+    assert command[0] == "run", "compose runs each part through its role"
 
 
 def test_every_part_runs_as_its_own_service(raw: Compose) -> None:
     parts = sorted(cc.subcommand(service) for service in cc.app_services(cc.interpolated(raw)).values())
-    assert parts == ["api", "callbacks", "followups", "ingest", "normaliser", "pipeline", "pipeline", "receiver"]
+    assert parts == ["api", "callbacks", "ingest", "normaliser", "pipeline", "pipeline", "projections", "receiver"]
