@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 __all__ = [
@@ -223,8 +223,6 @@ class Observability:
 
     def __post_init__(self) -> None:
         self.counts = PartMetrics(self.registry)
-        Gauge("switchboard_part_info", "1 for the part this process runs", ["part"],
-              registry=self.registry).labels(self.part).set(1)
 
     def stage(self, name: str) -> StageMetrics:
         return StageMetrics(name, self.registry)
