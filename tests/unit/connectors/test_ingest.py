@@ -25,6 +25,7 @@ from connectors.ingest import (
 )
 from schemas import DecodedEvent, decode, event_id
 from switchboard.kafka_io import MURMUR2_PARTITIONER
+from switchboard.observability import Observability
 
 NOW = 1_760_000_000
 SECRET = "erp-secret-1"
@@ -371,3 +372,18 @@ def documented_codes() -> dict[str, int]:
 def test_the_docs_list_every_error_code_with_its_status() -> None:
     assert documented_codes() == dict(CODES)
 
+
+
+async def test_writes_are_the_ingest_stage_and_requests_are_counted_by_route_and_status() -> None:
+    observability = Observability("ingest")
+    async with serving(observability=observability) as r:
+        assert (await r.send({"type": "OrderPlaced", "event": order_placed()}))[0] == 202
+        r.sink.unavailable = True
+        assert (await r.send({"type": "OrderPlaced", "event": order_placed("o-2")}))[0] == 503
+        assert (await r.client.get("/readyz")).status == 200  # an in-memory sink needs no Kafka
+    sample = observability.registry.get_sample_value
+    assert sample("switchboard_stage_events_total", {"stage": "ingest"}) == 1
+    assert sample("switchboard_stage_errors_total", {"stage": "ingest"}) == 1
+    route = {"route": EVENTS_PATH, "method": "POST"}
+    assert sample("switchboard_http_requests_total", {**route, "status": "202"}) == 1
+    assert sample("switchboard_http_requests_total", {**route, "status": "503"}) == 1
