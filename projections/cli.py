@@ -52,7 +52,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay.add_argument("--from", dest="start", help="an offset (all partitions) or an ISO time; default the start")
     replay.add_argument("--verify", action="store_true", help="compare with the serving version; exit 1 if different")
     replay.add_argument("--switch", action="store_true", help="serve the new version once it is built (and verified)")
-    commands.choices["project"].add_argument("--follow", action="store_true", help="keep applying new events")
+    project = commands.choices["project"]
+    project.add_argument("--follow", action="store_true", help="keep applying new events")
+    project.add_argument("--web-host", default="127.0.0.1", help="address of /healthz, /readyz and /metrics")
+    project.add_argument("--web-port", type=int, help="with --follow: port of /healthz, /readyz (caught up once, "
+                                                     "PostgreSQL answering with --store postgres) and /metrics")
     followups = commands.add_parser("followups", help="raise follow-ups for failed and unread messages")
     followups.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
     followups.add_argument("--topic-prefix", default="")
@@ -138,16 +142,44 @@ async def _run_project(args: argparse.Namespace) -> int:
     versions.switch(version)
     topic, projection = args.topic_prefix + PROJECTIONS[args.projection].topic, PROJECTIONS[args.projection]()
     store = versions.open(version)
+    rounds = [0]  # catch-up rounds finished
+    observability = _project_observability(args, lambda: rounds[0] > 0)
+    endpoints = None if not (args.follow and args.web_port) else \
+        await serve_endpoints(observability, args.web_host, args.web_port)
+    stage = observability.stage(f"projection-{args.projection}")
     try:
         while True:
-            done = await catch_up(args.bootstrap, topic, projection, store, await end_offsets(args.bootstrap, topic),
-                                  batch_size=args.batch_size)
+            with stage.observe():  # one event per catch-up round
+                done = await catch_up(args.bootstrap, topic, projection, store,
+                                      await end_offsets(args.bootstrap, topic), batch_size=args.batch_size)
+            rounds[0] += 1
             print(f"{args.projection} v{version}: {done.applied:,} events applied", file=sys.stderr)
             if not args.follow:
                 return 0
             await asyncio.sleep(1.0)  # polling interval between catch-ups while following
     finally:
+        if endpoints is not None:
+            await endpoints.cleanup()
         store.close()
+
+
+def _project_observability(args: argparse.Namespace, caught_up: Callable[[], bool]) -> Observability:
+    """Ready once a catch-up round has finished (Kafka read to its end) and, with PostgreSQL, while it answers."""
+    observability = Observability("projections")
+    observability.readiness.add_flag("caught_up", caught_up, "read the topic to its end once")
+    if args.store == "postgres":
+        from switchboard.localpg import check_reachable, default_dsn
+
+        dsn = args.postgres_dsn or default_dsn()
+
+        async def postgres() -> tuple[bool, str]:
+            try:
+                await asyncio.to_thread(check_reachable, dsn)
+            except Exception as error:  # any failure means "not reachable"; the detail names it, no password
+                return False, f"PostgreSQL: {type(error).__name__}"
+            return True, "PostgreSQL answers SELECT 1"
+        observability.readiness.add("postgres", postgres)
+    return observability
 
 
 def _replay(args: argparse.Namespace) -> int:
