@@ -276,15 +276,17 @@ async def _projections(settings: RunSettings, stop: asyncio.Event) -> None:
         settings.bootstrap, settings.topic_prefix,
         FollowUps(FollowUpRules(24 * 3600.0, frozenset({"utility", "authentication"}))), store,
         observability=observability))
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait([runner, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([runner, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        for task in (stopping, runner):
+            task.cancel()
+        await asyncio.gather(runner, stopping, return_exceptions=True)
         await endpoints.cleanup()
         store.close()
-    if runner.done() and not runner.cancelled() and runner.exception() is not None:
-        raise runner.exception()  # type: ignore[misc]
+    if not runner.cancelled():
+        runner.result()  # re-raises what ended the runner on its own
 
 
 PARTS: Final[dict[str, Part]] = {"receiver": _receiver, "normaliser": _normaliser, "callbacks": _callbacks,
