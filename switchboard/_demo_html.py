@@ -92,7 +92,7 @@ def _table(funnel: Funnel, totals: Mapping[str, Mapping[str, int]]) -> str:
     for template in sorted(funnel):
         rows.append(_row(template, "all", totals[template], "total"))
         for channel in sorted(funnel[template]):
-            rows.append(_row("", channel, funnel[template][channel], "channel"))
+            rows.append(_row(template, channel, funnel[template][channel], "channel"))
     rows.append("</table>")
     return "".join(rows)
 
@@ -100,7 +100,8 @@ def _table(funnel: Funnel, totals: Mapping[str, Mapping[str, int]]) -> str:
 def _row(template: str, channel: str, counts: Mapping[str, int], kind: str) -> str:
     cells = "".join(f"<td data-stage={stage}>{counts.get(stage, 0)}</td>" for stage, _ in FUNNEL_COLUMNS)
     return (f"<tr class={kind} data-template=\"{escape(template)}\" data-channel=\"{escape(channel)}\">"
-            f"<td>{escape(_NAMES.get(template, template))}</td><td>{escape(_NAMES.get(channel, channel))}</td>"
+            f"<td>{escape(_NAMES.get(template, template)) if kind == 'total' else ''}</td>"
+            f"<td>{escape(_NAMES.get(channel, channel))}</td>"
             f"{cells}</tr>")
 
 
