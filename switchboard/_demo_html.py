@@ -13,9 +13,9 @@ __all__ = ["LATENCY_BOUNDS_MS", "ReportPage", "histogram", "render_report"]
 
 # Upper bounds of the latency chart's buckets, in ms (the last bucket is open-ended), as the API's histograms.
 LATENCY_BOUNDS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
-_FUNNEL_BARS = ("requested", "accepted", "delivered", "read")
+_FUNNEL_BARS = ("requested", "accepted", "sent", "delivered", "read")
 _SIDE_BARS = ("suppressed", "deferred", "failed", "fell_back", "dead_lettered", "expired")
-_COLOURS = {"requested": "#4c6ef5", "accepted": "#228be6", "delivered": "#15aabf", "read": "#12b886",
+_COLOURS = {"requested": "#4c6ef5", "accepted": "#228be6", "sent": "#1c7ed6", "delivered": "#15aabf", "read": "#12b886",
             "suppressed": "#fab005", "deferred": "#fd7e14", "failed": "#fa5252", "fell_back": "#be4bdb",
             "dead_lettered": "#868e96", "expired": "#adb5bd"}
 _NAMES = {"-": "—"}  # no template (free text) or no channel yet (before routing)

@@ -29,6 +29,9 @@ from switchboard.localkafka import project_root
 __all__ = ["Play", "Run"]
 
 ERP_SLICES = 10  # the ERP stream arrives over this many seconds, not at once
+# The campaign goes out in chunks (each produced in batches), the next once the pipeline has registered all but one
+# chunk's worth: a backlog of 10,000 commands would keep the workers from dispatching anything until it is read.
+CAMPAIGN_CHUNK = 1000
 # Faults injected once this share of the expected messages is final: (share, code, HTTP status, times, words).
 # Each burst stays under the circuit breaker's threshold (half of a sender's last 20 sends), so the messages are
 # retried on WhatsApp rather than moved to SMS for the breaker's 30 s.
@@ -87,6 +90,7 @@ class Play:
         self.fault_notes: list[str] = []
         self.pace = Pace()
         self.erp_sent = False
+        self.campaign_sent = 0  # recipients whose commands are produced
         self.feed = Feed(run.bootstrap)
 
     async def play(self) -> int:
@@ -96,7 +100,6 @@ class Play:
             played = time.monotonic()
             await self._register()
             erp = asyncio.create_task(self._erp_stream())
-            await self.feed.send(self.topics.commands, json_records(self.run.campaign.request_commands()))
             try:
                 done = await self._follow(played)
             finally:
@@ -124,9 +127,20 @@ class Play:
 
     async def _register(self) -> None:
         """Contacts and consent first, acknowledged, so the writer knows them before any request or trigger."""
-        scenario, campaign = self.run.scenario, self.run.campaign
-        records = [*scenario.contact_commands(), *scenario.consent_commands(), *campaign.contact_commands()]
-        await self.feed.send(self.topics.commands, json_records(records))
+        scenario = self.run.scenario
+        await self.feed.send(self.topics.commands, json_records([*scenario.contact_commands(),
+                                                                 *scenario.consent_commands()]))
+
+    async def _campaign(self) -> None:
+        """The next chunks of recipients (contact, consent, then the offer: in order, as they share a key and
+        so a partition) while the pipeline has registered all but one chunk's worth of what was sent."""
+        recipients = self.run.campaign.recipients
+        while self.campaign_sent < len(recipients) and self.tracker.requested >= self.campaign_sent - CAMPAIGN_CHUNK:
+            chunk = replace(self.run.campaign, recipients=recipients[self.campaign_sent:
+                                                                      self.campaign_sent + CAMPAIGN_CHUNK])
+            await self.feed.send(self.topics.commands, json_records([*chunk.contact_commands(),
+                                                                     *chunk.request_commands()]))
+            self.campaign_sent += len(chunk.recipients)
 
     async def _erp_stream(self) -> None:
         """The shop's events and direct requests in slices, one a second, as a stream rather than one lump."""
@@ -158,14 +172,17 @@ class Play:
         await consumer.start()
         deadline, next_tick = played + self.run.duration, time.monotonic()
         try:
-            while not self.done(time.time()):
-                if time.monotonic() >= next_tick:
+            while True:
+                if time.monotonic() >= next_tick:  # once a second: walking every message costs more than a read
+                    if self.done(time.time()):
+                        break
                     self._tick(played)
                     next_tick = max(next_tick + 1.0, time.monotonic() + 0.5)  # no catching up after a slow round
                 if time.monotonic() > deadline:
                     return False
                 for partition, records in (await consumer.getmany(timeout_ms=200, max_records=5000)).items():
                     self._apply(partition.topic, [r.value for r in records if r.value is not None])
+                await self._campaign()
                 await self._replies()
         finally:
             with contextlib.suppress(Exception):

@@ -14,8 +14,9 @@ __all__ = ["FUNNEL_COLUMNS", "Funnel", "Pace", "funnel_lines", "funnel_table_lin
 
 # The per-template table's columns: (stage as the projections name it, heading).
 FUNNEL_COLUMNS = (("requested", "requested"), ("suppressed", "suppressed"), ("deferred", "deferred"),
-                  ("accepted", "accepted"), ("delivered", "delivered"), ("read", "read"), ("failed", "failed"),
-                  ("fell_back", "fell back"), ("dead_lettered", "dead-lettered"), ("expired", "expired"))
+                  ("accepted", "accepted"), ("sent", "sent"), ("delivered", "delivered"), ("read", "read"),
+                  ("failed", "failed"), ("fell_back", "fell back"), ("dead_lettered", "dead-lettered"),
+                  ("expired", "expired"))
 Funnel = Mapping[str, Mapping[str, Mapping[str, int]]]  # template -> channel -> stage -> messages
 
 

@@ -182,6 +182,7 @@ class Tracker:
         self.receipts = receipts
         self.views: dict[str, MessageView] = {mid: MessageView(mid) for mid in self.expected}
         self._seen: set[str] = set()
+        self.requested = 0  # messages registered so far (counts() gives it too, but walks every message)
 
     def apply(self, event_type: str, payload: Mapping[str, Any]) -> None:
         envelope = payload["envelope"]
@@ -189,7 +190,9 @@ class Tracker:
             return  # a redelivered output of the writer
         self._seen.add(envelope["event_id"])
         message_id = str(envelope["aggregate_id"])
-        self.views.setdefault(message_id, MessageView(message_id)).apply(event_type, payload)
+        view = self.views.setdefault(message_id, MessageView(message_id))
+        self.requested += event_type == "MessageRequested" and not view.requested
+        view.apply(event_type, payload)
 
     def expect(self, message_id: str) -> None:
         """One more message the run waits for (an answer requested while it plays)."""

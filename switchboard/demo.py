@@ -148,8 +148,8 @@ async def _platform(run: Run) -> int:
         await _start_parts(run, config, simulator, secrets_)
         return await Play(run, config, simulator, secrets_).play()
     finally:
+        await simulator.stop(drain=False)  # first: no webhook is posted to a receiver that is going away
         stopped = await asyncio.to_thread(run.processes.stop_all)
-        await simulator.stop(drain=False)
         if stopped:
             print(f"Stopped the simulator, {', '.join(_exited(name, code) for name, code in stopped.items())}.",
                   flush=True)

@@ -76,8 +76,9 @@ async def _check_partitions(admin: AIOKafkaAdminClient, wanted: dict[str, TopicS
             )
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 50) -> dict[str, int]:
-    """Partition count per topic, waiting out the moment after creation when metadata still lists none."""
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 300) -> dict[str, int]:
+    """Partition count per topic, waiting out the moment after creation when metadata still lists none (seconds on
+    a loaded machine: 5 s was seen to be too short)."""
     counts: dict[str, int] = {}
     for _ in range(attempts):
         counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}

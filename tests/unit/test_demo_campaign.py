@@ -166,9 +166,9 @@ def test_the_demo_counts_its_funnel_as_the_delivery_stats_projection_does() -> N
     assert tracker.views["m-read"].sender == "wa-main"
     assert tracker.latencies()["requested_to_accepted"] == pytest.approx([600.0, 600.0, 600.0])
     lines = funnel_table_lines(tracker.funnel())
-    assert lines[0].split() == ["template", "channel", "requested", "suppressed", "deferred", "accepted",
+    assert lines[0].split() == ["template", "channel", "requested", "suppressed", "deferred", "accepted", "sent",
                                 "delivered", "read", "failed", "fell", "back", "dead-lettered", "expired"]
-    assert lines[-1].split() == ["all", "templates", "all", "4", "1", "0", "3", "1", "1", "1", "1", "0", "0"]
+    assert lines[-1].split() == ["all", "templates", "all", "4", "1", "0", "3", "1", "1", "1", "1", "1", "0", "0"]
     assert any(line.split()[:2] == ["free", "text"] for line in lines)
 
 
