@@ -23,6 +23,7 @@ SEGMENTS = (OPTED_IN, OPTED_OUT, QUIET, NO_WHATSAPP)
 # Shares of the recipients (the rest are opted in): revoked consent is suppressed, a recipient asleep in their zone
 # deferred, a number not on WhatsApp fails there and falls back to SMS.
 SHARES = {OPTED_OUT: 0.08, QUIET: 0.10, NO_WHATSAPP: 0.05}
+CHANNELS = ("whatsapp", "sms")  # where the recipients consent to marketing
 REPLY_SHARE = 0.02  # of the opted-in recipients: they answer the offer, which opens the 24-hour window
 MAX_REPLIES = 200
 MAX_CAMPAIGN = 100_000  # unique numbers per zone run out beyond this
@@ -53,9 +54,10 @@ class Campaign:
             cid = c.contact_id(self.tenant)
             commands.append((cid, {"kind": "contact", "v": 1, "command_id": f"contact-{c.ref}", "tenant": self.tenant,
                                    "contact_id": cid, "contact": _contact(c)}))
-            commands.append((cid, self._consent(c, "grant", "demo:signup-form")))
+            # The sign-up form asks for both channels, so the offer may fall back to SMS where WhatsApp fails.
+            commands += [(cid, self._consent(c, "grant", "demo:signup-form", channel)) for channel in CHANNELS]
             if self.segments[c.ref] == OPTED_OUT:
-                commands.append((cid, self._consent(c, "revoke", "demo:unsubscribe-link")))
+                commands += [(cid, self._consent(c, "revoke", "demo:unsubscribe-link", ch)) for ch in CHANNELS]
         return commands
 
     def request_commands(self) -> list[tuple[str, dict[str, Any]]]:
@@ -99,10 +101,10 @@ class Campaign:
         """Numbers (digits only) the WhatsApp simulator fails with 131026."""
         return frozenset(c.phone.lstrip("+") for c in self.recipients if c.undeliverable)
 
-    def _consent(self, c: Customer, action: str, source: str) -> dict[str, Any]:
+    def _consent(self, c: Customer, action: str, source: str, channel: str) -> dict[str, Any]:
         cid = c.contact_id(self.tenant)
-        return {"kind": "consent", "v": 1, "command_id": f"consent-{action}-{c.ref}", "tenant": self.tenant,
-                "contact_id": cid, "action": action, "channel": "whatsapp", "category": "marketing",
+        return {"kind": "consent", "v": 1, "command_id": f"consent-{action}-{channel}-{c.ref}", "tenant": self.tenant,
+                "contact_id": cid, "action": action, "channel": channel, "category": "marketing",
                 "source": source, "contact": _contact(c)}
 
 

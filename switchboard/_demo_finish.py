@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from projections.api import signed_get_headers
 from switchboard._demo_html import ReportPage, render_report
 from switchboard._demo_report import funnel_lines, funnel_table_lines, table_lines
 from switchboard._demo_stack import API_CLIENT, simulator_summary
+from switchboard._demo_track import STALL_SECONDS
 
 if TYPE_CHECKING:
     from switchboard._demo_play import Play
@@ -52,9 +54,7 @@ class Finish:
         print(f"Logs and the demo's declaration: {_shown(self.run.directory)}/")
         print(f"Web console: {self.run.console_url} (one-time link; signed in already, reload it)", flush=True)
         if not self.done:
-            unfinished = len(tracker.views) - len(tracker.final(now))
-            print(f"Stopped by --duration {self.run.duration:.0f} s with {unfinished:,} messages not final yet "
-                  f"(shown as in flight).", flush=True)
+            self._unfinished(now)
             return 1
         print(f"Every message reached a final state {time.monotonic() - self.played:.1f} s after the scenario "
               f"started; {self.run.elapsed():.1f} s in all.", flush=True)
@@ -62,6 +62,20 @@ class Finish:
             print("The platform and the console stay up; Ctrl-C stops everything.", flush=True)
             await asyncio.Event().wait()
         return 0
+
+    def _unfinished(self, now: float) -> None:
+        tracker = self.play.tracker
+        left = [v for v in tracker.views.values() if not v.is_final(tracker.receipts, now)]
+        why = (f"No message event for {STALL_SECONDS:.0f} s" if self.play.stalled else
+               f"Stopped by --duration {self.run.duration:.0f} s")
+        phases = Counter(v.phase for v in left)
+        print(f"{why} with {len(left):,} messages not final ({', '.join(f'{n} {p}' for p, n in phases.items())}; "
+              "shown as in flight). The first of them (`switchboard audit message ID` shows their events):",
+              flush=True)
+        for view in left[:10]:
+            failure = f", last failure {view.failures[-1]}" if view.failures else ""
+            print(f"  {view.message_id}  {view.phase} on {view.channel or '-'} after {view.attempts} attempt(s)"
+                  f"{failure}", flush=True)
 
     async def _api_check(self, funnel: Mapping[str, Mapping[str, Mapping[str, int]]]) -> str:
         """Waits until the API's funnel equals the demo's own count (both folded from the message events)."""

@@ -22,7 +22,7 @@ from switchboard._demo_finish import Finish
 from switchboard._demo_report import Pace, progress_line
 from switchboard._demo_scenario import Scenario
 from switchboard._demo_stack import DemoSecrets, Processes
-from switchboard._demo_track import Tracker
+from switchboard._demo_track import STALL_SECONDS, Tracker
 from switchboard.config import PipelineConfig
 from switchboard.localkafka import project_root
 
@@ -91,6 +91,8 @@ class Play:
         self.pace = Pace()
         self.erp_sent = False
         self.campaign_sent = 0  # recipients whose commands are produced
+        self.last_event = time.monotonic()
+        self.stalled = False
         self.feed = Feed(run.bootstrap)
 
     async def play(self) -> int:
@@ -180,6 +182,9 @@ class Play:
                     next_tick = max(next_tick + 1.0, time.monotonic() + 0.5)  # no catching up after a slow round
                 if time.monotonic() > deadline:
                     return False
+                if self._stalled():
+                    self.stalled = True
+                    return False
                 for partition, records in (await consumer.getmany(timeout_ms=200, max_records=5000)).items():
                     self._apply(partition.topic, [r.value for r in records if r.value is not None])
                 await self._campaign()
@@ -190,7 +195,14 @@ class Play:
         self._tick(played)
         return True
 
+    def _stalled(self) -> bool:
+        """Everything sent, yet nothing has happened to any message for STALL_SECONDS: waiting longer is pointless."""
+        sent = self.erp_sent and self.campaign_sent == len(self.run.campaign.recipients)
+        return sent and time.monotonic() - self.last_event > STALL_SECONDS
+
     def _apply(self, topic: str, values: list[bytes]) -> None:
+        if values and topic == self.topics.message_events:
+            self.last_event = time.monotonic()
         for value in values:
             event = decode(value)
             if not isinstance(event, DecodedEvent):

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FINAL_PHASES", "SPANS", "STAGES", "Counts", "MessageView", "Tracker"]
+__all__ = ["FINAL_PHASES", "SPANS", "STAGES", "STALL_SECONDS", "Counts", "MessageView", "Tracker"]
 
 # Phases after which nothing more happens to a message while the demo runs (a deferral waits for the morning).
 FINAL_PHASES = frozenset({"suppressed", "deferred", "dead_lettered", "expired"})
 # A deferral that ends sooner than this is waited for rather than reported.
 DEFERRAL_WORTH_REPORTING = 120.0
+# No message event for this long while messages are not final, everything sent: the run is reported as stalled.
+STALL_SECONDS = 120.0
 # The funnel's stages, each counted once per message when first reached, on the channel it was routed to then:
 # the same rules as the delivery-stats projection, so the demo's own count can be checked against the API's.
 STAGES = {"MessageRequested": "requested", "MessageSuppressed": "suppressed", "MessageDeferred": "deferred",

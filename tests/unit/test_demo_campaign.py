@@ -73,8 +73,8 @@ def test_each_segment_is_set_up_for_what_the_pipeline_does_with_it(config: Pipel
     assert campaign.undeliverable == {c.phone.lstrip("+") for c in by_segment[NO_WHATSAPP]}
     assert not any(c.undeliverable for s in (OPTED_IN, OPTED_OUT, QUIET) for c in by_segment[s])
     kinds = Counter((command["kind"], command.get("action")) for _, command in campaign.contact_commands())
-    assert kinds == {("contact", None): 1_000, ("consent", "grant"): 1_000,
-                     ("consent", "revoke"): len(by_segment[OPTED_OUT])}
+    assert kinds == {("contact", None): 1_000, ("consent", "grant"): 2_000,  # WhatsApp and SMS
+                     ("consent", "revoke"): 2 * len(by_segment[OPTED_OUT])}
 
 
 def test_the_campaign_is_deterministic_with_a_seed(config: PipelineConfig) -> None:
