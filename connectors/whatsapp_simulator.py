@@ -96,6 +96,7 @@ class SimulatorConfig:
     webhook_attempts: int = 3  # posts per webhook before it is dropped (Meta retries for days; we do not)
     webhook_retry_delay: float = 0.05  # doubled after each failed attempt
     webhook_timeout: float = 5.0
+    webhook_concurrency: int = 1  # webhooks posted at once (Meta posts many in parallel; 1: strictly one at a time)
 
 
 @dataclass
@@ -139,10 +140,13 @@ class _Reply(Exception):
 
 
 class _Outbox:
-    """Webhooks due at given loop times, posted one at a time by one background task, in due order."""
+    """Webhooks due at given loop times, started in due order by one background task; at most `concurrency` posts
+    in flight (1: one at a time, so each is posted before the next starts)."""
 
-    def __init__(self, deliver: Callable[[_Delivery], Awaitable[None]]) -> None:
+    def __init__(self, deliver: Callable[[_Delivery], Awaitable[None]], concurrency: int = 1) -> None:
         self._deliver = deliver
+        self._slots = asyncio.Semaphore(concurrency)
+        self._posting: set[asyncio.Task[None]] = set()
         self._heap: list[tuple[float, int, _Delivery]] = []
         self._order = itertools.count()
         self._wake = asyncio.Event()
@@ -180,10 +184,17 @@ class _Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for task in list(self._posting):
+            task.cancel()
+        if self._posting:
+            await asyncio.wait(self._posting)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if not self._heap and self._posting:
+                await asyncio.wait(self._posting)  # idle only once the posts in flight are done too
+                continue
             if not self._heap:
                 self._idle.set()
                 self._wake.clear()
@@ -196,10 +207,18 @@ class _Outbox:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 continue
             _, _, delivery = heapq.heappop(self._heap)
-            try:
-                await self._deliver(delivery)
-            except Exception:  # one bad delivery must not end the task that posts all the others
-                _log.exception("webhook delivery failed")
+            await self._slots.acquire()
+            task = asyncio.create_task(self._post(delivery))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
+
+    async def _post(self, delivery: _Delivery) -> None:
+        try:
+            await self._deliver(delivery)
+        except Exception:  # one bad delivery must not end the posting of all the others
+            _log.exception("webhook delivery failed")
+        finally:
+            self._slots.release()
 
 
 class WhatsAppSimulator:
@@ -240,7 +259,7 @@ class WhatsAppSimulator:
         host, port = self._runner.addresses[0][:2]
         self._url = f"http://{host}:{port}"
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.webhook_timeout))
-        self._outbox = _Outbox(self._post_webhook)
+        self._outbox = _Outbox(self._post_webhook, self.config.webhook_concurrency)
         self._outbox.start()
 
     async def stop(self, *, drain: bool = True, timeout: float = 5.0) -> None:

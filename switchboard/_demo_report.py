@@ -9,14 +9,90 @@ from connectors import mask_phone
 from switchboard._demo_scenario import PlannedMessage
 from switchboard._demo_track import Counts, MessageView
 
-__all__ = ["funnel_lines", "progress_line", "status_of", "table_lines"]
+__all__ = ["FUNNEL_COLUMNS", "Funnel", "Pace", "funnel_lines", "funnel_table_lines", "progress_line", "status_of",
+           "table_lines", "template_totals"]
+
+# The per-template table's columns: (stage as the projections name it, heading).
+FUNNEL_COLUMNS = (("requested", "requested"), ("suppressed", "suppressed"), ("deferred", "deferred"),
+                  ("accepted", "accepted"), ("sent", "sent"), ("delivered", "delivered"), ("read", "read"),
+                  ("failed", "failed"), ("fell_back", "fell back"), ("dead_lettered", "dead-lettered"),
+                  ("expired", "expired"))
+Funnel = Mapping[str, Mapping[str, Mapping[str, int]]]  # template -> channel -> stage -> messages
 
 
-def progress_line(elapsed: float, counts: Counts, expected: int) -> str:
-    """`[  4s] requested 6/8 · accepted 4 · delivered 3 · read 2 · failed 1 · final 3/8`."""
-    return (f"[{elapsed:4.0f}s] requested {counts.requested}/{expected} · accepted {counts.sent} · "
-            f"delivered {counts.delivered} · read {counts.read} · failed {counts.failed} · "
-            f"final {counts.final}/{max(expected, counts.requested)}")
+class Pace:
+    """Messages reaching a final state per second over the last `window` seconds, and the time left at that pace."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._samples: list[tuple[float, int]] = []
+
+    def add(self, at: float, final: int) -> None:
+        self._samples.append((at, final))
+        while len(self._samples) > 2 and at - self._samples[1][0] >= self.window:
+            self._samples.pop(0)
+
+    def rate(self) -> float:
+        if len(self._samples) < 2 or self._samples[-1][0] <= self._samples[0][0]:
+            return 0.0
+        (t0, f0), (t1, f1) = self._samples[0], self._samples[-1]
+        return max(0.0, (f1 - f0) / (t1 - t0))
+
+    def eta(self, remaining: int) -> str:
+        rate = self.rate()
+        if remaining <= 0:
+            return "done"
+        return f"{remaining / rate:.0f}s" if rate > 0 else "?"
+
+
+def progress_line(elapsed: float, counts: Counts, expected: int, pace: Pace | None = None) -> str:
+    """`[  4s] requested 6/8 · accepted 4 · delivered 3 · read 2 · failed 1 · suppressed 1 · deferred 1 ·
+    final 5/8 · 1.2/s · ETA 3s`."""
+    total = max(expected, counts.requested)
+    line = (f"[{elapsed:4.0f}s] requested {counts.requested:,}/{expected:,} · accepted {counts.sent:,} · "
+            f"delivered {counts.delivered:,} · read {counts.read:,} · failed {counts.failed:,} · "
+            f"suppressed {counts.suppressed:,} · deferred {counts.deferred:,} · final {counts.final:,}/{total:,}")
+    if pace is None:
+        return line
+    return f"{line} · {pace.rate():,.1f}/s · ETA {pace.eta(total - counts.final)}"
+
+
+def template_totals(funnel: Funnel) -> dict[str, dict[str, int]]:
+    """template -> stage -> messages, over every channel."""
+    totals: dict[str, dict[str, int]] = {}
+    for template, channels in funnel.items():
+        row = totals.setdefault(template, {})
+        for counts in channels.values():
+            for stage, count in counts.items():
+                row[stage] = row.get(stage, 0) + count
+    return totals
+
+
+def _channel(channel: str) -> str:
+    return "not routed" if channel == "-" else channel
+
+
+def _template(template: str) -> str:
+    return "free text" if template == "-" else template
+
+
+def funnel_table_lines(funnel: Funnel) -> list[str]:
+    """The funnel per template (all channels) and under it per channel; `-` as channel: before any routing."""
+    rows = [("template", "channel", *(heading for _, heading in FUNNEL_COLUMNS))]
+    totals = template_totals(funnel)
+    for template in sorted(funnel):
+        total = totals[template]
+        rows.append((_template(template), "all", *(f"{total.get(stage, 0):,}" for stage, _ in FUNNEL_COLUMNS)))
+        for channel in sorted(funnel[template]):
+            if len(funnel[template]) > 1:  # one channel only: the template's row says it all
+                counts = funnel[template][channel]
+                rows.append(("", _channel(channel), *(f"{counts.get(stage, 0):,}" for stage, _ in FUNNEL_COLUMNS)))
+    grand = template_totals({"all": totals}).get("all", {})
+    rows.append(("all templates", "all", *(f"{grand.get(stage, 0):,}" for stage, _ in FUNNEL_COLUMNS)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
+                                                                                                 strict=True)))
+            .rstrip() for row in rows]
 
 
 def status_of(view: MessageView, receipts: Mapping[str, frozenset[str]], zone: str | None = None) -> str:

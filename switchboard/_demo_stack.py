@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
@@ -21,17 +22,22 @@ from switchboard.errors import SwitchboardError
 from switchboard.groups import describe_group
 from switchboard.workers import WorkerProcess
 
-__all__ = ["DemoSecrets", "NormaliserCommand", "PartFailed", "Processes", "ReceiverCommand", "log_paths",
+__all__ = ["API_BANNER", "API_CLIENT", "CONSOLE_BANNER", "ApiCommand", "DemoSecrets",
+           "NormaliserCommand", "PartFailed", "Processes", "ReceiverCommand", "log_paths",
            "simulator_config", "simulator_summary", "start_faults", "wait_for_group", "wait_for_line"]
 
 RECEIVER_BANNER = re.compile(r"webhook receiver on (http://[^/\s]+)/webhooks/")
 NORMALISER_BANNER = re.compile(r"webhook normaliser: reading")
+API_BANNER = re.compile(r"read API on (http://[^/\s]+)/v1/")
+CONSOLE_BANNER = re.compile(r"console for tenant \S+ \(one use, open within [^)]*\): (http://\S+)")
 # The simulator's faults: a few transient 5xx answers, receipts posted twice or swapped; numbers not on WhatsApp
 # come from the scenario. Its pair window sits just under the pipeline's pair limit (1 per 6 s), so the limit the
 # pipeline keeps is the one that shows.
-ERROR_RATE, DUPLICATE_RATE, REORDER_RATE = 0.1, 0.2, 0.2
+ERROR_RATE, DUPLICATE_RATE, REORDER_RATE = 0.03, 0.1, 0.1
 FIRST_SEND_ERROR = (131016, 503)  # "service temporarily unavailable" for the first send, so a retry always shows
 SEED = 7
+MPS_LIMIT = 1000  # an upgraded number's throughput; the 130429 bursts are injected (see demo.FAULTS)
+WEBHOOK_CONCURRENCY = 16  # Meta posts webhooks in parallel; one at a time would cap receipts at ~100/s here
 
 
 class PartFailed(SwitchboardError):
@@ -67,12 +73,30 @@ class NormaliserCommand:
 
 
 @dataclass(frozen=True)
+class ApiCommand:
+    """`switchboard api` over the demo's topics on an ephemeral port: its own projections, the console for a tenant."""
+
+    bootstrap: str
+    prefix: str
+    root: str
+    clients_file: str
+    tenant: str
+    worker_name: str = "read API"
+
+    def command_line(self) -> list[str]:
+        return ["api", "--bootstrap", self.bootstrap, "--topic-prefix", self.prefix, "--root", self.root,
+                "--port", "0", "--clients-file", self.clients_file, "--console-tenant", self.tenant,
+                "--ready-within", "0"]
+
+
+@dataclass(frozen=True)
 class DemoSecrets:
     """The simulator's access token and app secret: SWITCHBOARD_SIMULATOR_* when set, else fresh for this run.
     The children get them as the WhatsApp driver's variables; nothing is written to a file."""
 
     access_token: str = field(repr=False)
     app_secret: str = field(repr=False)
+    api_secret: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(24))
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> DemoSecrets:
@@ -81,7 +105,15 @@ class DemoSecrets:
 
     def child_environment(self) -> dict[str, str]:
         return {whatsapp.ENV_ACCESS_TOKEN: self.access_token, whatsapp.ENV_APP_SECRET: self.app_secret,
-                whatsapp.ENV_VERIFY_TOKEN: secrets.token_urlsafe(12)}
+                whatsapp.ENV_VERIFY_TOKEN: secrets.token_urlsafe(12), API_SECRET_ENV: self.api_secret}
+
+    @staticmethod
+    def api_clients(tenant: str) -> str:
+        """The API's clients file: the demo reads the funnel as client `demo`, its secret in the environment."""
+        return json.dumps({API_CLIENT: {"tenant": tenant, "secret_env": API_SECRET_ENV}})
+
+
+API_CLIENT, API_SECRET_ENV = "demo", "SWITCHBOARD_DEMO_API_SECRET"
 
 
 def simulator_config(config: PipelineConfig, secrets_: DemoSecrets, undeliverable: frozenset[str]) -> SimulatorConfig:
@@ -92,7 +124,9 @@ def simulator_config(config: PipelineConfig, secrets_: DemoSecrets, undeliverabl
     return SimulatorConfig(access_token=secrets_.access_token, app_secret=secrets_.app_secret, phone_numbers=numbers,
                            seed=SEED, latency=(0.02, 0.2), receipt_interval=0.4, undeliverable=undeliverable,
                            pair_window=0.8 * pair.per_seconds / pair.messages if pair else None,
-                           error_rate=ERROR_RATE, duplicate_rate=DUPLICATE_RATE, reorder_rate=REORDER_RATE)
+                           error_rate=ERROR_RATE, duplicate_rate=DUPLICATE_RATE, reorder_rate=REORDER_RATE,
+                           mps_limit=MPS_LIMIT, webhook_attempts=8, webhook_timeout=30.0,
+                           webhook_concurrency=WEBHOOK_CONCURRENCY)
 
 
 def start_faults(simulator: WhatsAppSimulator) -> str:

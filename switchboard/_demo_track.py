@@ -7,12 +7,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FINAL_PHASES", "Counts", "MessageView", "Tracker"]
+__all__ = ["FINAL_PHASES", "SPANS", "STAGES", "STALL_SECONDS", "Counts", "MessageView", "Tracker"]
 
 # Phases after which nothing more happens to a message while the demo runs (a deferral waits for the morning).
 FINAL_PHASES = frozenset({"suppressed", "deferred", "dead_lettered", "expired"})
 # A deferral that ends sooner than this is waited for rather than reported.
 DEFERRAL_WORTH_REPORTING = 120.0
+# No message event for this long while messages are not final, everything sent: the run is reported as stalled.
+STALL_SECONDS = 120.0
+# The funnel's stages, each counted once per message when first reached, on the channel it was routed to then:
+# the same rules as the delivery-stats projection, so the demo's own count can be checked against the API's.
+STAGES = {"MessageRequested": "requested", "MessageSuppressed": "suppressed", "MessageDeferred": "deferred",
+          "MessageAcceptedByProvider": "accepted", "MessageSent": "sent", "MessageDelivered": "delivered",
+          "MessageRead": "read", "MessageFailed": "failed", "MessageFallbackTriggered": "fell_back",
+          "MessageDeadLettered": "dead_lettered", "MessageExpired": "expired"}
+SPANS = (("requested", "accepted"), ("accepted", "delivered"), ("delivered", "read"))
 
 
 @dataclass
@@ -35,6 +44,9 @@ class MessageView:
     fallbacks: list[str] = field(default_factory=list)  # the reasons
     delivered: bool = False
     read: bool = False
+    sender: str | None = None  # the sender account of the last routing
+    routed_channel: str = "-"  # the channel of the last MessageRouted (what the stages are counted on)
+    stages: dict[str, tuple[str, float]] = field(default_factory=dict)  # stage -> (channel, epoch s) when first reached
 
     @property
     def channel(self) -> str | None:
@@ -45,6 +57,10 @@ class MessageView:
         handler = _HANDLERS.get(event_type)
         if handler is not None:
             handler(self, payload)
+        stage = STAGES.get(event_type)
+        if stage is not None and stage not in self.stages:
+            self.stages[stage] = (self.routed_channel, _seconds(payload.get("provider_at") or
+                                                                payload["envelope"].get("occurred_at")))
         self.contact_id = self.contact_id or str(payload.get("contact_id", ""))
 
     def is_final(self, receipts: Mapping[str, frozenset[str]], now: float) -> bool:
@@ -76,7 +92,8 @@ def _routed(view: MessageView, p: Mapping[str, Any]) -> None:
     channel = str(p["channel"])
     if view.channel != channel:
         view.path.append(channel)
-    view.phase = "routed"
+    view.phase, view.routed_channel = "routed", channel
+    view.sender = str(p["sender"]) if p.get("sender") else view.sender
 
 
 def _fell_back(view: MessageView, p: Mapping[str, Any]) -> None:
@@ -100,6 +117,12 @@ def _retry(view: MessageView, p: Mapping[str, Any]) -> None:
 
 def _accepted(view: MessageView, p: Mapping[str, Any]) -> None:
     view.phase, view.accepted_on = "accepted", view.channel
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value) / 1000 if isinstance(value, int | float) else 0.0
 
 
 def _delivered(view: MessageView, p: Mapping[str, Any]) -> None:
@@ -157,9 +180,11 @@ class Tracker:
 
     def __init__(self, expected: Iterable[str], receipts: Mapping[str, frozenset[str]]) -> None:
         self.expected = list(expected)
+        self._expected = set(self.expected)  # membership for 10,000s of messages
         self.receipts = receipts
         self.views: dict[str, MessageView] = {mid: MessageView(mid) for mid in self.expected}
         self._seen: set[str] = set()
+        self.requested = 0  # messages registered so far (counts() gives it too, but walks every message)
 
     def apply(self, event_type: str, payload: Mapping[str, Any]) -> None:
         envelope = payload["envelope"]
@@ -167,7 +192,36 @@ class Tracker:
             return  # a redelivered output of the writer
         self._seen.add(envelope["event_id"])
         message_id = str(envelope["aggregate_id"])
-        self.views.setdefault(message_id, MessageView(message_id)).apply(event_type, payload)
+        view = self.views.setdefault(message_id, MessageView(message_id))
+        self.requested += event_type == "MessageRequested" and not view.requested
+        view.apply(event_type, payload)
+
+    def expect(self, message_id: str) -> None:
+        """One more message the run waits for (an answer requested while it plays)."""
+        if message_id not in self.views:
+            self.views[message_id] = MessageView(message_id)
+        self.expected.append(message_id)
+        self._expected.add(message_id)
+
+    def funnel(self) -> dict[str, dict[str, dict[str, int]]]:
+        """template -> channel -> stage -> messages, as the delivery-stats projection counts them (the template as
+        requested, `-` for free text; each stage on the channel the message was routed to when it got there)."""
+        table: dict[str, dict[str, dict[str, int]]] = {}
+        for view in self.views.values():
+            template = view.template or "-"
+            for stage, (channel, _) in view.stages.items():
+                counts = table.setdefault(template, {}).setdefault(channel, {})
+                counts[stage] = counts.get(stage, 0) + 1
+        return table
+
+    def latencies(self) -> dict[str, list[float]]:
+        """Per span (`requested_to_accepted`...), the milliseconds each message took."""
+        spans: dict[str, list[float]] = {f"{a}_to_{b}": [] for a, b in SPANS}
+        for view in self.views.values():
+            for start, end in SPANS:
+                if start in view.stages and end in view.stages:
+                    spans[f"{start}_to_{end}"].append(1000 * (view.stages[end][1] - view.stages[start][1]))
+        return spans
 
     def final(self, now: float) -> list[MessageView]:
         return [v for v in self.views.values() if v.is_final(self.receipts, now)]
@@ -175,7 +229,7 @@ class Tracker:
     def done(self, now: float) -> bool:
         """Every expected message (and any other requested one) has reached a final state."""
         return all(v.is_final(self.receipts, now) for v in self.views.values() if v.requested or
-                   v.message_id in self.expected)
+                   v.message_id in self._expected)
 
     def counts(self, now: float) -> Counts:
         views = [v for v in self.views.values() if v.requested]

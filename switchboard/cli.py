@@ -86,21 +86,31 @@ def _add_postgres(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser("demo", help="run the platform with a local Kafka on the WhatsApp simulator and play "
-                                            "a small scenario end to end")
-    demo.add_argument("--messages", type=int, help="how many messages the scenario has requested (default: "
+                                            "a realistic scenario end to end (what bin/run runs)")
+    demo.add_argument("--campaign", type=int, default=10_000,
+                      help="recipients of the marketing campaign (default 10,000; 0: none)")
+    demo.add_argument("--messages", type=int, help="messages of the ERP stream and direct requests (default: "
                                                    "demo.messages of pipeline.toml)")
-    demo.add_argument("--timeout", type=float, default=120.0,
-                      help="seconds for every message to reach a final state (default 120)")
+    demo.add_argument("--duration", type=float, default=900.0,
+                      help="seconds the scenario may take once sent; what is unfinished then is reported (default "
+                           "900)")
+    demo.add_argument("--timeout", type=float, dest="duration", help=argparse.SUPPRESS)  # the old name
+    demo.add_argument("--workers", type=int, default=2, help="pipeline worker processes (default 2)")
+    demo.add_argument("--stay", action=argparse.BooleanOptionalAction, default=None,
+                      help="keep the platform and the console up after the report until Ctrl-C (default: when "
+                           "run from a terminal)")
     demo.add_argument("--keep-broker", action="store_true", help="leave the local broker running afterwards")
     demo.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from switchboard.config import default_path, load
-    from switchboard.demo import run_demo
+    from switchboard.demo import DemoOptions, run_demo
 
     messages = load(default_path()).demo.messages if args.messages is None else args.messages
-    return run_demo(messages=messages, keep_broker=args.keep_broker, timeout=args.timeout)
+    stay = sys.stdin.isatty() and sys.stdout.isatty() if args.stay is None else args.stay
+    return run_demo(DemoOptions(messages=messages, campaign=args.campaign, duration=args.duration,
+                                workers=args.workers, keep_broker=args.keep_broker, stay=stay))
 
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,7 +16,7 @@ from streams.pipeline._commands import check_command
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Writer
 from switchboard._demo_config import demo_declaration, dump_toml, receipt_statuses, write_demo_declaration
-from switchboard._demo_report import funnel_lines, progress_line, table_lines
+from switchboard._demo_report import Pace, funnel_lines, progress_line, table_lines
 from switchboard._demo_scenario import Scenario, build_scenario, pick_zones
 from switchboard._demo_stack import PartFailed, Processes, wait_for_line
 from switchboard._demo_track import Tracker
@@ -238,15 +238,24 @@ def test_the_table_masks_phones_and_the_funnel_adds_up(demo_config: PipelineConf
     assert funnel[-1] == "  requested 2 = suppressed 1 + sent 1"
     assert "in flight" not in "\n".join(funnel)
     assert progress_line(3.2, counts, 8) == ("[   3s] requested 2/8 · accepted 1 · delivered 0 · read 0 · failed 1 · "
-                                             "final 2/8")
+                                             "suppressed 1 · deferred 0 · final 2/8")
+    pace = Pace(window=5)
+    pace.add(10.0, 0)
+    pace.add(12.0, 2)
+    assert progress_line(3.2, counts, 8, pace).endswith("final 2/8 · 1.0/s · ETA 6s")
 
 
 # -- the command line and a part that does not start ----------------------------------------------------------------
 
 
-def test_demo_refuses_a_non_positive_timeout(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--timeout", "0"]) == 2
-    assert "switchboard: error: --timeout must be positive" in capsys.readouterr().err
+@pytest.mark.parametrize(("args", "error"), [(["--timeout", "0"], "--duration must be positive"),
+                                             (["--duration", "-1"], "--duration must be positive"),
+                                             (["--campaign", "-5"], "--campaign must not be negative"),
+                                             (["--workers", "7"], "--workers must be between 1 and 6")])
+def test_demo_refuses_bad_flags_before_starting_anything(capsys: pytest.CaptureFixture[str], args: list[str],
+                                                         error: str) -> None:
+    assert main(["demo", *args]) == 2
+    assert f"switchboard: error: {error}" in capsys.readouterr().err
 
 
 async def test_a_part_that_exits_at_start_fails_with_its_log(tmp_path: Path) -> None:
