@@ -330,7 +330,8 @@ class Writer:
     def _accepted(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
                   effects: Effects) -> None:
         message = slot.message
-        message.accept(command.get("provider_message_id") or f"unknown-{message.id}")
+        provider_id = command.get("provider_message_id") or f"unknown-{message.id}"
+        message.accept(provider_id)
         self._collect(slot, message, effects)
         row.sent_log.append((now, message.category.value))
         self._release(row, slot)
@@ -338,6 +339,11 @@ class Writer:
             slot.timer, slot.timer_kind = now + slot.deadline_seconds, "deadline"
         else:
             slot.timer, slot.timer_kind = now + RECEIPT_HORIZON_SECONDS, "forget"
+        early = message.failure
+        if early is not None and early.provider_message_id == provider_id and not message.receipts:
+            # The provider's failed receipt overtook our record of the acceptance (the webhook can beat the
+            # outcome command to the writer): it was recorded then, and it decides now.
+            self._fail_over(row, slot, f"receipt failed: {early.provider_code}", now, effects)
 
     def _failed(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
                 effects: Effects) -> None:

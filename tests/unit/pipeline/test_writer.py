@@ -148,6 +148,30 @@ def test_a_lost_attempt_is_reconciled_by_its_receipt(config: PipelineConfig) -> 
     assert w.handle(row, {"kind": "tick", "at": NOON + 120}, NOON + 120).jobs == []
 
 
+def test_a_failed_receipt_that_overtakes_the_acceptance_still_makes_the_message_fall_back(
+        config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    failed = {"kind": "receipt", "command_id": "rf", "contact_id": job["contact_id"], "message_id": job["message_id"],
+              "status": "failed", "provider_message_id": "wamid.7", "code": "131026", "at": NOON + 1}
+    assert event_types(w.handle(row, failed, NOON + 1)) == ["Message.Failed"]
+    accepted = w.handle(row, outcome(job, "accepted", provider_message_id="wamid.7"), NOON + 2)
+    assert "Message.FallbackTriggered" in event_types(accepted)
+    [sms] = accepted.jobs
+    assert sms["channel"] == "sms"
+
+
+def test_a_failed_receipt_of_another_send_does_not_undo_an_acceptance(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    stray = {"kind": "receipt", "command_id": "rf", "contact_id": job["contact_id"], "message_id": job["message_id"],
+             "status": "failed", "provider_message_id": "wamid.other", "code": "131026", "at": NOON + 1}
+    w.handle(row, stray, NOON + 1)
+    accepted = w.handle(row, outcome(job, "accepted", provider_message_id="wamid.7"), NOON + 2)
+    assert "Message.FallbackTriggered" not in event_types(accepted)
+    assert accepted.jobs == []
+
+
 def test_default_quiet_hours_apply_in_the_recipients_own_zone(config: PipelineConfig) -> None:
     row, w = ContactRow(), writer(config)
     tokyo = contact_command()
