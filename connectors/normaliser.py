@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -39,6 +39,7 @@ from switchboard.kafka_io import new_producer
 from switchboard.observability import ConsumerLag, Observability, kafka_reachable, serve_endpoints, until_stopped
 
 __all__ = [
+    "RAW_SOURCE_HEADER",
     "RECEIPT_STATUSES",
     "TEMPLATES_NOT_APPLIED",
     "AddressIndex",
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+# Header on every record the normaliser writes: {"topic", "partition", "offset"} of the raw webhook it came from.
+RAW_SOURCE_HEADER: Final = "raw-source"
 Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
@@ -220,7 +223,7 @@ class Normaliser:
             with self._stage.observe():
                 mapped = Mapped([one.parked]) if one.parked else self._mapper.map(one.source, one.driver, one.items)
                 self.stats.count(mapped)
-                writes.extend([await self._send(output) for output in mapped.outputs])
+                writes.extend([await self._send(output, one.source) for output in mapped.outputs])
         await asyncio.gather(*writes)  # acknowledged by every in-sync replica before the offsets move
 
     def _parse(self, record: ConsumerRecord[bytes, bytes]) -> _Parsed:
@@ -233,7 +236,7 @@ class Normaliser:
             _log.warning("raw webhook at %s parked: %s", source.pointer(), error)
             return _Parsed(source, driver, [], dead_letter(source, driver or None, str(error)))
 
-    async def _send(self, output: Output) -> asyncio.Future[Any]:
+    async def _send(self, output: Output, source: Source) -> asyncio.Future[Any]:
         producer = self._producer
         assert producer is not None
         if output.kind is OutputKind.COMMAND:
@@ -244,7 +247,11 @@ class Normaliser:
             topic, value = self.config.topics.deadletters, {**output.value, "at": time.time()}
             self.observability.counts.dead_letters.labels("normaliser").inc()
         body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-        future: asyncio.Future[Any] = await producer.send(topic, body, key=output.key.encode() if output.key else None)
+        # The raw record's position rides in a header, not the body: the command stays the same for every copy of
+        # a webhook posted twice (its id says it is one fact), while each copy names the bytes it came from.
+        headers = [(RAW_SOURCE_HEADER, json.dumps(source.pointer(), separators=(",", ":")).encode())]
+        future: asyncio.Future[Any] = await producer.send(topic, body, key=output.key.encode() if output.key else None,
+                                                          headers=headers)
         return future
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

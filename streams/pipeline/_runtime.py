@@ -165,7 +165,7 @@ class Runtime:
         batch.rows[contact_id] = (row, event)
         batch.images[contact_id] = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
         self._reindex(self._index(self.timers, event, batch), contact_id, row.next_timer())
-        await self._ship(effects, batch.pending)
+        await self._ship(effects, batch.pending, _cause(command, event))
 
     # -- the dispatcher ------------------------------------------------------------------------------------------
 
@@ -289,11 +289,12 @@ class Runtime:
                 value.settled.clear()
         self._store(self.senders, self.sender_index, batch)
 
-    async def _ship(self, effects: Effects, pending: Pending) -> None:
+    async def _ship(self, effects: Effects, pending: Pending, cause: str | None = None) -> None:
         for emitted in effects.events:
             if isinstance(emitted.event, Message.RetryScheduled):
                 self.dispatch_metrics.retries.labels("writer").inc()
-            record = to_record(emitted.aggregate, emitted.event, TraceContext(trace_id=emitted.trace_id))
+            trace = TraceContext(trace_id=emitted.trace_id, causation_id=cause)
+            record = to_record(emitted.aggregate, emitted.event, trace)
             topic = self.topics.message_events if isinstance(emitted.aggregate, Message) else \
                 self.topics.contact_events
             key = str(emitted.aggregate.contact_id if isinstance(emitted.aggregate, Message) else emitted.aggregate.id)
@@ -325,6 +326,13 @@ def _trigger_command(trigger: str, event_type: str, record: dict[str, Any]) -> d
             "contact_id": str(Contact.create_id(tenant, customer)), "trigger": trigger, "event_type": event_type,
             "event": json.loads(json.dumps({k: v for k, v in record.items() if k != "envelope"}, default=str)),
             "trace_id": envelope.get("trace_id")}
+
+
+def _cause(command: dict[str, Any], event: EventT[Any]) -> str:
+    """The envelope's causation id: the command's id, or for a clock tick (it has none) where the tick sits."""
+    if command.get("command_id"):
+        return str(command["command_id"])
+    return f"tick:{event.message.topic}-{event.message.partition}@{event.message.offset}"
 
 
 def _busy(state: SenderState) -> bool:
