@@ -115,7 +115,11 @@ class Runtime:
         envelope, record = decoded.payload["envelope"], decoded.payload
         for trigger in self.config.triggers:
             if trigger.event == decoded.event_type and trigger.tenant == envelope["tenant_id"]:
-                pending.append(await self._send_command(_trigger_command(trigger.name, decoded.event_type, record)))
+                command = _trigger_command(trigger.name, decoded.event_type, record)
+                # Where the business event sits, so an audit can show the very record that fired the trigger.
+                command["source"] = {"topic": event.message.topic, "partition": event.message.partition,
+                                     "offset": event.message.offset}
+                pending.append(await self._send_command(command))
 
     # -- the contact writer --------------------------------------------------------------------------------------
 
