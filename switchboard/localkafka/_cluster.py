@@ -198,7 +198,8 @@ class LocalCluster:
         if (node.directory / "data" / "meta.properties").exists():
             return
         command = [java, "-cp", f"{libs}/*", *_log_options(), "kafka.tools.StorageTool", "format",
-                   "-t", cluster_id, "-c", str(node.directory / "server.properties")]
+                   f"--cluster-id={cluster_id}",  # in one: an id may start with "-" (base64url), not an option
+                   "-c", str(node.directory / "server.properties")]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise KafkaSetupError(f"formatting Kafka node {node.node_id} failed:\n{done.stdout}{done.stderr}")
