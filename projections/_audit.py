@@ -1,113 +1,128 @@
-"""The audit trail of one message: every event in order, with the commands that caused them."""
+"""The audit trail: a message's or a recipient's full history with its causes, and state at a past time."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
+from projections._audit_chain import (
+    AuditLine,
+    ContactLog,
+    contact_lines,
+    message_lines,
+    parse_commands,
+    parse_events,
+)
+from projections._audit_log import fetch_records, read_key
+from projections._audit_state import BadTime, contact_state, message_state, parse_time
 
-from aggregates import Message
-from schemas import DecodedEvent, decode
-from switchboard.kafka_io import MURMUR2_PARTITIONER
-
-__all__ = ["AuditLine", "audit_message", "render"]
-
-Reader = Callable[[bytes, datetime], "AuditLine | None"]
-
-# What each kind of record says about a message, beyond its type.
-_EVENT_FIELDS = ("channel", "sender", "attempt", "provider_message_id", "provider_code", "detail", "reason",
-                 "from_channel", "to_channel", "retry_at", "until", "failure_class", "body", "idempotency_key")
-_COMMAND_FIELDS = ("outcome", "attempt", "status", "provider_message_id", "code", "sent_at", "trigger",
-                   "requested_by", "error")
+__all__ = ["AuditLine", "BadTime", "MessageAudit", "RecipientAudit", "audit_message", "audit_recipient",
+           "parse_time", "render", "render_recipient", "to_json"]
 
 
 @dataclass(frozen=True)
-class AuditLine:
-    """One step of a message's history: an event (what was decided) or a command (what asked for it)."""
+class MessageAudit:
+    """One message's steps, in order, each with its cause."""
 
-    at: datetime
-    source: str  # "event" or "command"
-    kind: str
-    position: str  # topic-partition@offset, so an auditor can fetch the record itself
-    details: dict[str, Any]
+    message_id: str
+    contact_id: str
+    lines: list[AuditLine]
 
 
-async def audit_message(bootstrap: str, prefix: str, message_id: str, contact_id: str) -> list[AuditLine]:
-    """The message's events from sb.events.message and its commands from sb.commands, in time order."""
-    events = await _scan(bootstrap, prefix + "sb.events.message", contact_id,
-                         lambda raw, at: _event(raw, message_id))
-    commands = await _scan(bootstrap, prefix + "sb.commands", contact_id,
-                           lambda raw, at: _command(raw, at, message_id))
-    return sorted([*events, *commands], key=lambda line: (line.at, line.source != "command"))
+@dataclass(frozen=True)
+class RecipientAudit:
+    """A contact's own history, each of its messages' histories and, with an as-of time, their states then."""
+
+    contact_id: str
+    contact: list[AuditLine]
+    messages: list[MessageAudit]
+    as_of: datetime | None = None
+    contact_state: dict[str, Any] | None = None
+    message_states: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
-def render(lines: list[AuditLine]) -> str:
-    """A table a person can read: time, what, where it is in the log, and what it says."""
-    rows = [f"{line.at.isoformat(timespec='milliseconds')}  {line.source:<7} {line.kind:<28} {line.position:<36} "
-            f"{json.dumps(line.details, default=str, ensure_ascii=False)}" for line in lines]
-    return "\n".join(rows) if rows else "no record of this message"
+async def audit_message(bootstrap: str, prefix: str, message_id: str, contact_id: str) -> MessageAudit:
+    """Reads the contact's partitions of the commands and the message events, and the records they point at."""
+    log = await _contact_log(bootstrap, prefix, contact_id)
+    return MessageAudit(message_id, contact_id, message_lines(log, message_id))
 
 
-async def _scan(bootstrap: str, topic: str, contact_id: str, read: Reader) -> list[AuditLine]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()  # subscribing fetches the topic's partitions; we then read only the contact's one
-    try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or [])
-        if not partitions:
-            return []
-        partition = MURMUR2_PARTITIONER(contact_id.encode(), partitions, partitions)
-        consumer.unsubscribe()
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        return await _read_until(consumer, tp, end, read)
-    finally:
-        await consumer.stop()
+async def audit_recipient(bootstrap: str, prefix: str, contact_id: str,
+                          as_of: datetime | None = None) -> RecipientAudit:
+    """Every message of the contact in the order requested, the contact's own events, and states at `as_of`."""
+    log = await _contact_log(bootstrap, prefix, contact_id)
+    messages = [MessageAudit(message_id, contact_id, message_lines(log, message_id))
+                for message_id in log.message_ids()]
+    audit = RecipientAudit(contact_id, contact_lines(log), messages)
+    if as_of is None:
+        return audit
+    own = [event for event in log.contact_events if event.aggregate_id == contact_id]
+    states = {message_id: message_state([e for e in log.message_events if e.aggregate_id == message_id], as_of)
+              for message_id in log.message_ids()}
+    return RecipientAudit(contact_id, audit.contact, messages, as_of, contact_state(own, as_of), states)
 
 
-async def _read_until(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int, read: Reader) -> list[AuditLine]:
-    lines: list[AuditLine] = []
-    while end and await consumer.position(tp) < end:
-        for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-            line = read(record.value, datetime.fromtimestamp(record.timestamp / 1000, UTC))
-            if line is not None:
-                lines.append(AuditLine(line.at, line.source, line.kind, f"{tp.topic}-{tp.partition}@{record.offset}",
-                                       line.details))
-    return lines
+async def _contact_log(bootstrap: str, prefix: str, contact_id: str) -> ContactLog:
+    commands, message_events, contact_events = (prefix + name for name in
+                                                ("sb.commands", "sb.events.message", "sb.events.contact"))
+    found = await read_key(bootstrap, [commands, message_events, contact_events], contact_id)
+    log = ContactLog(contact_id, parse_commands(found[commands]), parse_events(found[message_events]),
+                     parse_events(found[contact_events]))
+    log.sources = await fetch_records(bootstrap, log.pointers())
+    return log
 
 
-def _event(raw: bytes, message_id: str) -> AuditLine | None:
-    decoded = decode(raw)
-    if not isinstance(decoded, DecodedEvent) or decoded.payload["envelope"]["aggregate_id"] != message_id:
-        return None
-    payload = decoded.payload
-    details = {k: payload[k] for k in _EVENT_FIELDS if payload.get(k) is not None}
-    details["version"] = payload["envelope"]["aggregate_version"]
-    return AuditLine(payload["envelope"]["occurred_at"], "event", decoded.event_type, "", details)
+def render(audit: MessageAudit) -> str:
+    """A message's steps as an auditor reads them: number, time, source, what, where; its cause; what it says."""
+    if not audit.lines:
+        return f"no record of message {audit.message_id}"
+    return f"message {audit.message_id} (contact {audit.contact_id})\n" + _steps(audit.lines)
 
 
-def _command(raw: bytes, at: datetime, message_id: str) -> AuditLine | None:
-    try:
-        command = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(command, Mapping) or not _about(command, message_id):
-        return None
-    details = {k: command[k] for k in _COMMAND_FIELDS if command.get(k) is not None}
-    details["command_id"] = command.get("command_id")
-    return AuditLine(at, "command", str(command.get("kind")), "", details)
+def render_recipient(audit: RecipientAudit) -> str:
+    """The contact's history, each message's history, and the states at the as-of time."""
+    parts = [f"recipient {audit.contact_id}", "contact:", _steps(audit.contact) if audit.contact else "  no events"]
+    for message in audit.messages:
+        parts.append(render(message))
+    if audit.as_of is not None:
+        parts.append(f"state as of {audit.as_of.isoformat()}:")
+        parts.append(f"  contact: {_json(audit.contact_state)}")
+        parts.extend(f"  message {message_id}: {_json(state) if state else 'not requested yet'}"
+                     for message_id, state in audit.message_states.items())
+    return "\n".join(parts)
 
 
-def _about(command: Mapping[str, Any], message_id: str) -> bool:
-    if command.get("message_id") == message_id:
-        return True
-    if command.get("kind") != "request":
-        return False
-    key = (command.get("message") or {}).get("idempotency_key")
-    return key is not None and str(Message.create_id(command["tenant"], key)) == message_id
+def to_json(audit: MessageAudit | RecipientAudit) -> dict[str, Any]:
+    """The audit as one JSON object (`--json`); steps number from 1 and `caused_by` names a step's number."""
+    if isinstance(audit, MessageAudit):
+        return {"message_id": audit.message_id, "contact_id": audit.contact_id, "steps": _numbered(audit.lines)}
+    result: dict[str, Any] = {"contact_id": audit.contact_id, "contact": _numbered(audit.contact),
+                              "messages": [to_json(message) for message in audit.messages]}
+    if audit.as_of is not None:
+        result["as_of"] = {"at": audit.as_of.isoformat(), "contact": audit.contact_state,
+                           "messages": audit.message_states}
+    return result
+
+
+def _numbered(lines: list[AuditLine]) -> list[dict[str, Any]]:
+    numbers = {line.position: number for number, line in enumerate(lines, start=1)}
+    return [{"step": number, "at": line.at.isoformat(), "source": line.source, "kind": line.kind,
+             "position": line.position, "id": line.ref, "caused_by": numbers.get(line.cause or ""),
+             "cause": line.because, "details": json.loads(json.dumps(line.details, default=str))}
+            for number, line in enumerate(lines, start=1)]
+
+
+def _steps(lines: list[AuditLine]) -> str:
+    rows = []
+    for step in _numbered(lines):
+        cause = f"#{step['caused_by']} " if step["caused_by"] else ""
+        rows.append(f"  #{step['step']:<3} {step['at'][:23]}  {step['source']:<8} {step['kind']:<26} "
+                    f"{step['position']:<30} <- {cause}{step['cause']}")
+        rows.append(f"         {_json(step['details'])}")
+    return "\n".join(rows)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -23,7 +24,7 @@ from projections import (
     message_key,
     print_progress,
 )
-from projections._audit import audit_message, render
+from projections._audit import BadTime, audit_message, audit_recipient, parse_time, render, render_recipient, to_json
 from projections._backends import BACKENDS, open_backend
 from projections._followup_runner import run_followups
 from projections._followups import FollowUpRules, FollowUps
@@ -34,7 +35,7 @@ __all__ = ["add_commands"]
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds `project` and `replay` to the switchboard CLI."""
+    """Adds `project`, `replay`, `followups` and `audit` to the switchboard CLI."""
     for name, helptext in (("project", "bring a projection up to date with its topic (once, or --follow)"),
                            ("replay", "rebuild a projection into a new version beside the serving one")):
         command = commands.add_parser(name, help=helptext)
@@ -68,14 +69,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     followups.add_argument("--web-host", default="127.0.0.1", help="address of /healthz, /readyz and /metrics")
     followups.add_argument("--web-port", type=int, help="port of /healthz, /readyz and /metrics (default: none)")
     followups.set_defaults(handler=_followups)
-    audit = commands.add_parser("audit", help="the full history of one message, with the commands that caused it")
-    audit.add_argument("what", choices=["message"])
-    audit.add_argument("message_id")
+    audit = commands.add_parser("audit", help="a message's or a recipient's full history, each step with its cause")
+    audit.add_argument("what", choices=["message", "recipient"])
+    audit.add_argument("id", help="the message id, or the recipient's contact id")
     audit.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
     audit.add_argument("--topic-prefix", default="")
-    audit.add_argument("--contact", help="the recipient's contact id (default: looked up in the message-status "
-                                         "projection under --root)")
+    audit.add_argument("--contact", help="message: the recipient's contact id (default: looked up in the "
+                                         "message-status projection under --root)")
     audit.add_argument("--root", type=Path, default=Path("var/projections"))
+    audit.add_argument("--as-of", help="recipient: also the state of the contact and its messages at this time "
+                                       "(ISO-8601, e.g. 2026-11-25T22:40:00Z, or unix seconds)")
+    audit.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     audit.set_defaults(handler=_audit)
 
 
@@ -110,12 +114,29 @@ async def _serve_followups(args: argparse.Namespace, rules: FollowUps, store: Pr
 
 
 def _audit(args: argparse.Namespace) -> int:
-    contact = args.contact or _contact_of(args.root, args.message_id)
+    if args.what == "recipient":
+        return _audit_recipient(args)
+    if args.as_of is not None:
+        print("--as-of is for `audit recipient`", file=sys.stderr)
+        return 2
+    contact = args.contact or _contact_of(args.root, args.id)
     if contact is None:
-        print(f"message {args.message_id} is not in the message-status projection under {args.root}: build it "
+        print(f"message {args.id} is not in the message-status projection under {args.root}: build it "
               "with `switchboard project message-status`, or pass --contact", file=sys.stderr)
         return 2
-    print(render(asyncio.run(audit_message(args.bootstrap, args.topic_prefix, args.message_id, contact))))
+    audit = asyncio.run(audit_message(args.bootstrap, args.topic_prefix, args.id, contact))
+    print(json.dumps(to_json(audit), ensure_ascii=False, indent=1) if args.json else render(audit))
+    return 0
+
+
+def _audit_recipient(args: argparse.Namespace) -> int:
+    try:
+        as_of = parse_time(args.as_of) if args.as_of is not None else None
+    except BadTime as error:
+        print(f"--as-of: {error}", file=sys.stderr)
+        return 2
+    audit = asyncio.run(audit_recipient(args.bootstrap, args.topic_prefix, args.id, as_of))
+    print(json.dumps(to_json(audit), ensure_ascii=False, indent=1) if args.json else render_recipient(audit))
     return 0
 
 

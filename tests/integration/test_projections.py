@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,20 @@ async def test_the_audit_of_a_retried_and_fallen_back_message_shows_every_step_w
     root = tmp_path / "projections"
     common = ["--bootstrap", kafka_bootstrap, "--topic-prefix", unique_prefix, "--root", str(root)]
     assert (await _switchboard("project", "message-status", *common))[0] == 0
-    code, output = await _switchboard("audit", "message", message_id, *common)
+    code, output = await _switchboard("audit", "message", message_id, *common, "--json")  # contact from the row
     assert code == 0, output
-    steps = [line.split()[1:3] for line in output.splitlines()]
-    assert steps == [
-        ["command", "request"], ["event", "MessageRequested"], ["event", "MessageRendered"],
-        ["event", "MessageRouted"], ["event", "MessageDispatchAttempted"],
-        ["command", "outcome"], ["event", "MessageFailed"], ["event", "MessageRetryScheduled"],
-        ["event", "MessageDispatchAttempted"],
-        ["command", "outcome"], ["event", "MessageFailed"], ["event", "MessageFallbackTriggered"],
-        ["event", "MessageRendered"], ["event", "MessageRouted"], ["event", "MessageDispatchAttempted"],
-        ["command", "outcome"], ["event", "MessageAcceptedByProvider"],
+    steps = json.loads(output)["steps"]
+    assert [(step["source"], step["kind"], step["caused_by"]) for step in steps] == [
+        ("command", "request", None), ("event", "MessageRequested", 1), ("event", "MessageRendered", 1),
+        ("event", "MessageRouted", 1), ("event", "MessageDispatchAttempted", 1),
+        ("command", "outcome", 5), ("event", "MessageFailed", 6), ("event", "MessageRetryScheduled", 6),
+        ("event", "MessageDispatchAttempted", None),  # fired by the partition clock when the retry was due
+        ("command", "outcome", 9), ("event", "MessageFailed", 10), ("event", "MessageFallbackTriggered", 10),
+        ("event", "MessageRendered", 10), ("event", "MessageRouted", 10), ("event", "MessageDispatchAttempted", 10),
+        ("command", "outcome", 15), ("event", "MessageAcceptedByProvider", 16),
     ], output
-    assert '"to_channel": "sms"' in output
+    assert steps[8]["cause"].startswith("the retry was due")
+    assert steps[11]["details"]["to_channel"] == "sms"
 
 
 async def test_follow_ups_are_raised_for_dead_letters_and_unread_messages(
