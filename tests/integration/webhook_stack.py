@@ -29,10 +29,10 @@ __all__ = ["SENDER", "switchboard", "webhook_stack"]
 @asynccontextmanager
 async def webhook_stack(bootstrap: str, directory: Path, *, extra: str = "", max_attempts: int = 4,
                         per_second: float = 1000, burst: float = 1000,
-                        **simulator: Any) -> AsyncIterator[Stack]:
+                        **faults: Any) -> AsyncIterator[Stack]:
     """Simulator (options as WhatsAppSimulator's), receiver, one pipeline worker and the normaliser, all running."""
     prefix = f"it-{uuid.uuid4().hex[:8]}-"
-    options: dict[str, Any] = {"pair_window": None, "enforce_window": False, "mps_limit": None, **simulator}
+    options: dict[str, Any] = {"pair_window": None, "enforce_window": False, "mps_limit": None, **faults}
     with pytest.MonkeyPatch.context() as env:
         # The receiver, the pipeline subprocess and the normaliser read WhatsApp's secrets from the environment.
         env.setenv(ENV_ACCESS_TOKEN, ACCESS_TOKEN)
