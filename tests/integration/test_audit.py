@@ -7,7 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from aggregates import Message
-from tests.integration.pipeline_support import TENANT, contact_id, message_events, request, send_commands, types
+from streams.pipeline._runtime import Topics
+from switchboard.kafka_io import new_producer
+from tests.integration.conftest import StartPipeline
+from tests.integration.pipeline_support import (
+    TENANT,
+    contact_id,
+    message_events,
+    request,
+    send_commands,
+    terminal_count,
+    types,
+    write_pipeline,
+)
+from tests.integration.test_pipeline_config import TRIGGER, contact, order_shipped
 from tests.integration.test_receipts_end_to_end import Stack, contact_events, of_contact
 from tests.integration.webhook_stack import SENDER, switchboard, switchboard_json, webhook_stack
 
@@ -122,3 +135,31 @@ def _time_of(steps: list[dict[str, Any]], source: str, kind: str, *, caused_by_s
                 (cause["source"], cause["kind"]) == (caused_by_source, cause_kind):
             return datetime.fromisoformat(step["at"])
     raise AssertionError(f"no {kind} caused by a {cause_kind} {caused_by_source}")
+
+
+async def test_a_triggered_message_is_traced_back_to_its_business_event(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    await start_pipeline(write_pipeline(tmp_path, extra=TRIGGER))
+    await send_commands(kafka_bootstrap, unique_prefix, [contact("vip-audit", ["vip"])])
+    await produce(kafka_bootstrap, Topics(unique_prefix).business_events, order_shipped("A-77", "vip-audit"), "A-77")
+    [message_id] = await message_events(kafka_bootstrap, unique_prefix, lambda got: sum(map(terminal_count,
+                                                                                            got.values())) >= 1)
+    audit = await switchboard_json("audit", "message", message_id, "--contact", contact_id("vip-audit"),
+                                   "--bootstrap", kafka_bootstrap, "--topic-prefix", unique_prefix)
+    steps = audit["steps"]
+    assert [(step["source"], step["kind"], step["caused_by"]) for step in steps[:4]] == [
+        ("business", "OrderShipped", None), ("command", "trigger", 1), ("event", "MessageRequested", 2),
+        ("event", "MessageRendered", 2)]
+    assert steps[0]["position"].startswith(f"{Topics(unique_prefix).business_events}-")
+    assert steps[0]["details"]["order_id"] == "A-77"
+    assert steps[1]["cause"] == f"business event OrderShipped {steps[0]['id']}"
+    assert steps[-1]["kind"] == "MessageAcceptedByProvider"
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, key: str) -> None:
+    producer = new_producer(bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
