@@ -27,7 +27,8 @@ from tests.integration.webhook_stack import webhook_stack
 # run", has the times measured; a few thousand take minutes on the shared 2-core machine).
 MESSAGES = int(os.environ.get("SWITCHBOARD_REBUILD_MESSAGES", "500"))
 THROTTLED, BURST = 130429, 25  # the simulator's answer above its messages per second; one burst at the start
-FAULTS: dict[str, Any] = {"error_rate": 0.05, "mps_limit": 100, "duplicate_rate": 0.1, "reorder_rate": 0.1, "seed": 7}
+SENDER_RATE = {"per_second": 100, "burst": 20}  # our sender's limit, a little above the simulator's 80 a second
+FAULTS: dict[str, Any] = {"error_rate": 0.05, "mps_limit": 80, "duplicate_rate": 0.1, "reorder_rate": 0.1, "seed": 7}
 # The circuit stays closed (200 failures in a row would open it): the faults are retried, not all sent by SMS.
 BREAKER = "[dispatch]\nbreaker_error_rate = 1.0\nbreaker_window = 200\nbreaker_min_calls = 200\n"
 FINAL = frozenset({"MessageRead", "MessageDeadLettered", "MessageExpired", "MessageSuppressed"})
@@ -56,9 +57,9 @@ class Finality:
 
 async def test_every_projection_rebuilt_from_offset_zero_after_a_faulty_run_equals_the_live_one(
         kafka_bootstrap: str, postgres_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    async with webhook_stack(kafka_bootstrap, tmp_path, extra=BREAKER, **FAULTS) as stack:
+    async with webhook_stack(kafka_bootstrap, tmp_path, extra=BREAKER, **SENDER_RATE, **FAULTS) as stack:
         started = time.monotonic()
-        stack.simulator.inject_error(THROTTLED, times=BURST)  # and more whenever the pipeline outruns 100 a second
+        stack.simulator.inject_error(THROTTLED, times=BURST)  # and more whenever the pipeline outruns 80 a second
         await send_commands(kafka_bootstrap, stack.prefix,
                             [request(f"rebuild-{i % 500}", f"rebuild-{i}") for i in range(MESSAGES)])
         finality = await _every_message_final(stack)
@@ -73,7 +74,8 @@ async def test_every_projection_rebuilt_from_offset_zero_after_a_faulty_run_equa
 
     assert rejected[THROTTLED] >= BURST, rejected  # the faults did happen
     assert sum(rejected[code] for code in (131000, 131016, 2)) > 0, rejected
-    assert finality.by_channel["MessageRead"] > MESSAGES // 2, finality.by_channel
+    assert finality.by_channel["MessageRead"] > 0, finality.by_channel  # receipts came back (how many fell back
+    # to SMS after four throttled attempts depends on how fast the loaded machine lets the pipeline go)
     for output in outputs:
         assert "v2 is identical to v1" in output, output
     versions = ProjectionVersions(rocks, MessageStatusProjection.name)
