@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -47,6 +47,8 @@ class IngestClient:
     client_id: str
     tenant: str
     secret: SecretReader = field(repr=False)
+    # The scrypt hash of the client's API key (`switchboard api key`), for `switchboard api`; never the key.
+    api_key_hash: str | None = field(default=None, repr=False)
 
 
 class IngestClients:
@@ -56,9 +58,10 @@ class IngestClients:
         self._clients = dict(clients)
 
     @classmethod
-    def of(cls, clients: Mapping[str, tuple[str, str]]) -> IngestClients:
-        """Fixed secrets, for tests and examples: {client_id: (tenant, secret)}."""
-        return cls({cid: IngestClient(cid, tenant, SecretSource.of(secret, cid))
+    def of(cls, clients: Mapping[str, tuple[str, str]], key_hashes: Mapping[str, str] | None = None) -> IngestClients:
+        """Fixed secrets, for tests and examples: {client_id: (tenant, secret)}, API key hashes by client id."""
+        hashes = key_hashes or {}
+        return cls({cid: IngestClient(cid, tenant, SecretSource.of(secret, cid), hashes.get(cid))
                     for cid, (tenant, secret) in clients.items()})
 
     def get(self, client_id: str) -> IngestClient | None:
@@ -67,6 +70,9 @@ class IngestClients:
 
     def __len__(self) -> int:
         return len(self._clients)
+
+    def __iter__(self) -> Iterator[IngestClient]:
+        return iter(self._clients.values())
 
     def check_secrets(self) -> None:
         """Reads every secret once, so a missing one stops the server at start rather than at a request."""
@@ -112,10 +118,13 @@ def _entry(client_id: str, entry: Any, base: Path, where: str, env: Mapping[str,
     if "secret" in entry:
         # Secret values never sit in a file that might be committed: only a reference to where they are.
         raise ClientsError(f"{where}: a secret value is not allowed here; use \"secret_env\" or \"secret_file\"")
+    key_hash = entry.get("api_key_hash")
+    if key_hash is not None and (not isinstance(key_hash, str) or not key_hash.startswith("scrypt$")):
+        raise ClientsError(f"{where}: \"api_key_hash\" must be a scrypt hash (`switchboard api key` prints one)")
     if isinstance(entry.get("secret_env"), str):
-        return IngestClient(client_id, entry["tenant"], SecretSource(entry["secret_env"], environ=env))
+        return IngestClient(client_id, entry["tenant"], SecretSource(entry["secret_env"], environ=env), key_hash)
     if isinstance(entry.get("secret_file"), str):
-        return IngestClient(client_id, entry["tenant"], _FileSecret(base / entry["secret_file"]))
+        return IngestClient(client_id, entry["tenant"], _FileSecret(base / entry["secret_file"]), key_hash)
     raise ClientsError(f"{where}: needs \"secret_env\" (a variable name) or \"secret_file\" (a path)")
 
 
@@ -126,7 +135,9 @@ def _from_directory(root: Path) -> IngestClients:
         tenant = _read(folder / "tenant").strip()
         if not tenant:
             raise ClientsError(f"{folder / 'tenant'} is empty")
-        clients[folder.name] = IngestClient(folder.name, tenant, _FileSecret(folder / "secret"))
+        key_hash = (folder / "api_key_hash").read_text(encoding="utf-8").strip() \
+            if (folder / "api_key_hash").is_file() else None
+        clients[folder.name] = IngestClient(folder.name, tenant, _FileSecret(folder / "secret"), key_hash or None)
     if not clients:
         raise ClientsError(f"{root}: no client folders (each needs a `tenant` and a `secret` file)")
     return IngestClients(clients)

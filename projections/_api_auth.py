@@ -12,8 +12,10 @@ from typing import Final
 from aiohttp import web
 
 from connectors._ingest_clients import IngestClients
-from connectors._ingest_errors import Refused
-from connectors._ingest_signing import CLIENT_HEADER, REPLAY_WINDOW_SECONDS, SignedHeaders, verify_signature
+from connectors._ingest_signing import CLIENT_HEADER, REPLAY_WINDOW_SECONDS, verify_signature
+from projections._api_gate import Gate
+from projections._api_keys import ApiKeys
+from projections._api_limits import LimitsWatcher, RateLimiter
 from projections._api_reads import ApiError
 
 __all__ = ["SESSION_COOKIE", "Authenticator", "ConsoleSessions"]
@@ -68,11 +70,18 @@ class Authenticator:
     sessions: ConsoleSessions = field(default_factory=ConsoleSessions)
     clock: Callable[[], float] = time.time
     replay_window: float = REPLAY_WINDOW_SECONDS
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(LimitsWatcher(None)))
+    gate: Gate = field(init=False)
+
+    def __post_init__(self) -> None:
+        keys = ApiKeys({client.client_id: client.api_key_hash for client in self.clients})
+        self.gate = Gate(self.clients, keys, self.limiter, self.clock, self.replay_window)
 
     def tenant(self, request: web.Request) -> str:
-        """Raises Refused (401/403, as POST /v1/events does) or ApiError (401 invalid_session)."""
+        """Raises Refused (401/403, as POST /v1/events does) or ApiError (401 invalid_session, 429)."""
         session = request.cookies.get(SESSION_COOKIE)
         if session is not None and CLIENT_HEADER not in request.headers:
+            self.limiter.address(request.remote or "-")
             tenant = self.sessions.tenant(session)
             if tenant is None:
                 raise ApiError(401, "invalid_session", "the console session is unknown or expired; open the "
@@ -81,11 +90,7 @@ class Authenticator:
         return self._signed(request)
 
     def _signed(self, request: web.Request) -> str:
-        signed = SignedHeaders(request.headers)
-        client = self.clients.get(signed.client_id)
-        if client is None:
-            raise Refused("unknown_client", "no client with this X-Switchboard-Client id")
-        signed.check_window(self.clock(), self.replay_window)
+        client, signed = self.gate.client(request, key_required=False)
         # The request target is signed with its query (GET has no body to carry the parameters), and the
         # body is empty: a signature for one question cannot be replayed to ask another.
         verify_signature(signed, client.secret.get().reveal(), request.method, request.raw_path, b"")

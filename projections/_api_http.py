@@ -16,7 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from connectors._ingest_errors import Refused, error_body
+from projections import _api_openapi as openapi
 from projections import _api_reads as reads
+from projections import _api_send as send
 from projections._api_auth import SESSION_COOKIE, Authenticator
 from projections._api_follow import Follower, ReadModels, Throughput
 
@@ -163,6 +165,9 @@ async def healthz(request: web.Request) -> web.Response:
     task = request.app[SERVICE].task
     if task is not None and task.done():
         return web.json_response({"status": "follower stopped"}, status=503)
+    sender = request.app[send.SEND].task
+    if sender is not None and sender.done():
+        return web.json_response({"status": "send log stopped"}, status=503)
     return web.json_response({"status": "ok"})
 
 
@@ -188,10 +193,17 @@ def routes(app: web.Application) -> None:
               "/v1/stats/funnel": get_funnel, "/v1/stats/latency": get_latency, "/v1/stats/usage": get_usage,
               "/v1/stats/throughput": get_throughput, "/healthz": healthz, "/readyz": readyz, "/metrics": metrics,
               "/console": get_console, "/console/": get_console, "/console/session": get_console_session}
-    for path, handler in reads_.items():
+    for path, handler in {**reads_, "/openapi.json": get_openapi}.items():
         app.router.add_get(path, handler)
+    app.router.add_post("/v1/messages", send.post_message)
+    app.router.add_post("/v1/messages:batch", send.post_batch)
     app.router.add_post("/console/session", post_console_session)
     app.router.add_static("/console/", CONSOLE_DIR)
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3 document of every route of this app."""
+    return web.json_response(openapi.document())
 
 
 def _int(request: web.Request, name: str, default: int, most: int) -> int:
@@ -212,7 +224,8 @@ async def answers(request: web.Request, handler: Handler) -> web.StreamResponse:
         _log.info("api: refused %s %s %s", refused.status, refused.code, request.path)
         return web.json_response(refused.body(), status=refused.status)
     except reads.ApiError as error:
-        return web.json_response(error_body(error.code, error.message), status=error.status)
+        return web.json_response(error_body(error.code, error.message, error.details), status=error.status,
+                                 headers=error.headers or None)
 
 
 @web.middleware
@@ -238,12 +251,16 @@ async def secure_headers(request: web.Request, response: web.StreamResponse) -> 
 
 
 def follower_context(service: ApiService) -> Callable[[web.Application], Any]:
-    """Runs the follower as a task for the application's lifetime."""
+    """Runs the follower, and the send log's consumer, as tasks for the application's lifetime."""
     async def context(app: web.Application) -> Any:
         if service.follower is not None:
             service.task = asyncio.create_task(service.follower.run(), name="projections-follower")
+        sender = app[send.SEND]
+        if sender.log is not None:
+            sender.task = asyncio.create_task(sender.log.run(), name="send-log")
         yield
-        if service.task is not None:
-            service.task.cancel()
-            await asyncio.gather(service.task, return_exceptions=True)
+        for task in (service.task, sender.task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
     return context

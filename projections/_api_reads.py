@@ -23,9 +23,11 @@ _QUANTILES: Final = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 class ApiError(Exception):
     """An answer other than 200 that is not about authentication: 400 for a bad query, 404 for nothing here."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, details: Sequence[Mapping[str, Any]] = (),
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.status, self.code, self.message = status, code, message
+        self.details, self.headers = list(details), dict(headers or {})
 
 
 def message(store: ProjectionStore, tenant: str, message_id: str) -> dict[str, Any]:
