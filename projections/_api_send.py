@@ -68,7 +68,7 @@ class SendService:
         try:
             async with asyncio.timeout(self.write_timeout):
                 firsts = await self._claims(log, requests)
-                fresh = [r for r in requests if firsts[r.message_id] is not False]
+                fresh = [r for r, first in zip(requests, firsts, strict=True) if first is not False]
                 futures = {r.message_id: log.expect(r.message_id) for r in fresh} if wait else {}
                 await log.command([(r.contact_id, r.command) for r in fresh])
         except (SinkUnavailable, TimeoutError):
@@ -79,16 +79,19 @@ class SendService:
         finally:
             for message_id, future in futures.items():
                 log.forget(message_id, future)
-        return [_result(r, firsts[r.message_id], outcomes.get(r.message_id)) for r in requests]
+        return [_result(r, first, outcomes.get(r.message_id)) for r, first in zip(requests, firsts, strict=True)]
 
-    async def _claims(self, log: SendLog, requests: Sequence[SendRequest]) -> dict[str, bool | None]:
-        """Per message id: True for a first claim, None for a repeat of the same body, False for another body."""
+    async def _claims(self, log: SendLog, requests: Sequence[SendRequest]) -> list[bool | None]:
+        """Per request: True for a first claim, None for a repeat of the same body, False for another body."""
         keyed = [r for r in requests if r.keyed]
-        claims = await log.claim([(r.message_id, r.digest) for r in keyed]) if keyed else []
-        firsts: dict[str, bool | None] = {r.message_id: True for r in requests if not r.keyed}
-        for request, (claim, mine) in zip(keyed, claims, strict=True):
-            same = claim.digest == request.digest
-            firsts.setdefault(request.message_id, (True if mine else None) if same else False)
+        claims = iter(await log.claim([(r.message_id, r.digest) for r in keyed]) if keyed else [])
+        firsts: list[bool | None] = []
+        for request in requests:
+            if not request.keyed:
+                firsts.append(True)
+                continue
+            claim, mine = next(claims)
+            firsts.append((True if mine else None) if claim.digest == request.digest else False)
         return firsts
 
     async def _outcomes(self, futures: Mapping[str, asyncio.Future[dict[str, Any]]],

@@ -82,7 +82,7 @@ def _command(spec: Mapping[str, Any], tenant: str, client_id: str, pipeline_key:
                                        "not_after") if k in spec}}
     return {"kind": "request", "v": COMMAND_VERSION, "command_id": f"api:{message_id}", "tenant": tenant,
             "contact_id": contact_id, "contact": contact, "message": message, "requested_by": f"api:{client_id}",
-            "trace_id": message_id}
+            "trace_id": uuid.UUID(message_id).hex}  # a W3C trace id (32 hex digits): one trace per message
 
 
 def _problems(spec: Mapping[str, Any]) -> list[dict[str, str]]:

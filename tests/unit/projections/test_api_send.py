@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def test_the_message_id_derives_from_tenant_client_and_key() -> None:
     assert (again.message_id, again.digest) == (first.message_id, first.digest)  # key order is not the body
     assert other_client.message_id != first.message_id
     assert first.command["message"]["idempotency_key"] == "api:erp-1:order-42"
+    assert re.fullmatch(r"[0-9a-f]{32}", first.command["trace_id"])  # the events carry it as a W3C trace id
     assert (first.command["kind"], first.command["tenant"], first.command["contact_id"]) == (
         "request", "acme", first.contact_id)
 
