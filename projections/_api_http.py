@@ -160,6 +160,15 @@ async def get_console(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(CONSOLE_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
 
+async def get_console_file(request: web.Request) -> web.StreamResponse:
+    """One of the console's own files; any other name is a 404 in the one error shape (never a path outside)."""
+    name = request.match_info["filename"]
+    files = {path.name: path for path in CONSOLE_DIR.iterdir() if path.is_file()}
+    if name not in files:
+        raise reads.ApiError(404, "not_found", f"no console file {name}")
+    return web.FileResponse(files[name])
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Alive: the follower's task has not died (it retries Kafka errors itself)."""
     task = request.app[SERVICE].task
@@ -198,7 +207,7 @@ def routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages", send.post_message)
     app.router.add_post("/v1/messages:batch", send.post_batch)
     app.router.add_post("/console/session", post_console_session)
-    app.router.add_static("/console/", CONSOLE_DIR)
+    app.router.add_get("/console/{filename}", get_console_file)
 
 
 async def get_openapi(request: web.Request) -> web.Response:
