@@ -103,3 +103,20 @@ def test_ingest_command_needs_a_bootstrap(tmp_path: Path, monkeypatch: pytest.Mo
     path = write(tmp_path / "c.json", {"erp": {"tenant": "acme", "secret_env": "ERP_SECRET"}})
     assert main(["ingest", "--clients-file", str(path)]) == 2
     assert "give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS" in capsys.readouterr().err
+
+
+def test_a_client_may_carry_its_api_key_hash_never_the_key(tmp_path: Path) -> None:
+    from aggregates._secrets import hash_secret
+
+    hashed = hash_secret("sbk_the-key-of-enough-length")
+    path = write(tmp_path / "clients.json", {"erp-1": {"tenant": "acme", "secret_env": "X", "api_key_hash": hashed},
+                                             "erp-2": {"tenant": "acme", "secret_env": "Y"}})
+    clients = load_clients(path, environ={})
+    assert [(c.client_id, c.api_key_hash) for c in clients] == [("erp-1", hashed), ("erp-2", None)]
+    (tmp_path / "folder" / "erp-3").mkdir(parents=True)
+    write(tmp_path / "folder" / "erp-3" / "tenant", "acme")
+    write(tmp_path / "folder" / "erp-3" / "api_key_hash", hashed + "\n")
+    assert load_clients(tmp_path / "folder").get("erp-3").api_key_hash == hashed  # type: ignore[union-attr]
+    write(path, {"erp-1": {"tenant": "acme", "secret_env": "X", "api_key_hash": "sbk_plain-key"}})
+    with pytest.raises(ClientsError, match="api_key_hash"):
+        load_clients(path, environ={})
