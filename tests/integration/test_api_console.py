@@ -87,6 +87,18 @@ async def _until(api: RunningApi, path: str, ok: Any, timeout: float = 60.0) -> 
         await asyncio.sleep(0.3)
 
 
+async def _ready(api: RunningApi, timeout: float = 60.0) -> None:
+    """/readyz turns 200: a row can show before the first round of both projections has completed."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(api.base + "/readyz") as ready:
+                if ready.status == 200:
+                    return
+                assert time.monotonic() < deadline, await ready.text()
+            await asyncio.sleep(0.3)
+
+
 @pytest.fixture
 def chromium() -> Path:
     """Never skipped: a machine without Chromium fails here, with what to do."""
@@ -110,8 +122,7 @@ async def test_the_api_serves_a_pipeline_run_and_the_console_shows_a_timeline(
         assert row["errors"][0]["code"] == "inprocess.undeliverable"
         assert await api.get(f"/v1/messages/{fallen}", client="reader-globex") == (
             404, {"error": {"code": "not_found", "message": f"no message {fallen}", "details": []}})
-        async with aiohttp.ClientSession() as session, session.get(api.base + "/readyz") as ready:
-            assert ready.status == 200, await ready.text()
+        await _ready(api)
         await _console(chromium, api.console_url, fallen, tmp_path / "console.png")
 
 
