@@ -36,12 +36,22 @@ class Progress:
     applied: int = 0
     total: int = 0
     started: float = 0.0
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        """From the start to the end of the run (or to now while it runs)."""
+        return max((self.finished or time.monotonic()) - self.started, 1e-9)
+
+    @property
+    def rate(self) -> float:
+        """Events applied per second, consume + decode + fold + store writes."""
+        return self.applied / self.seconds
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
         share = self.applied / self.total if self.total else 1.0
         bar = "#" * int(share * 30)
-        return f"[{bar:<30}] {self.applied:,}/{self.total:,} events  {self.applied / elapsed:,.0f} events/s"
+        return f"[{bar:<30}] {self.applied:,}/{self.total:,} events  {self.rate:,.0f} events/s"
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -69,6 +79,7 @@ async def catch_up(bootstrap: str, topic: str, projection: Projection, store: Pr
     done = Progress(total=sum(max(0, target[p] - begin[p]) for p in target), started=time.monotonic())
     pending = {p for p in target if begin[p] < target[p]}
     if not pending:
+        done.finished = time.monotonic()
         return done
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -87,6 +98,7 @@ async def catch_up(bootstrap: str, topic: str, projection: Projection, store: Pr
                 progress(done)
     finally:
         await consumer.stop()
+    done.finished = time.monotonic()
     return done
 
 
