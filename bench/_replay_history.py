@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import heapq
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from schemas._samples import sample
 __all__ = ["LIFECYCLES", "history"]
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
-SPAN_SECONDS = 3 * 86_400  # requests spread over three days, so the funnel has rows per day
+RATE = 5  # messages requested per second of the history's time: about 3.5 hours for 500,000 events
 TENANTS = ("acme", "globex", "initech")
 TEMPLATES = (("order_shipped", "utility"), ("otp", "authentication"), ("spring_sale", "marketing"),
              ("payment_failed", "utility"))
@@ -24,47 +25,42 @@ Step = tuple[str, float, dict[str, Any]]  # event type, seconds after the reques
 LIFECYCLES: dict[str, int] = {"read": 52, "delivered": 15, "retried": 8, "fell_back": 5, "deferred": 5,
                               "suppressed": 4, "dead_lettered": 3, "expired": 2, "failed_after_sent": 3,
                               "sent_only": 3}
-WINDOW = 4000  # messages in flight at once: each partition interleaves the steps of many messages
 REDELIVERY_EVERY = 50  # one message in 50 has an event written twice, as the pipeline may after a rebalance
 
 
 def history(events: int, contacts: int, seed: int = 7) -> Iterator[tuple[str, bytes]]:
-    """(contact id, encoded event) until at least `events`, in the order the pipeline would write them."""
+    """(contact id, encoded event), about `events` of them, every lifecycle complete, in time order as written.
+
+    Messages are requested at RATE per second; each event waits in a heap until the requests have moved past its
+    time, so early steps of many messages interleave and late receipts (reads, expiries) come much later.
+    """
     rng = random.Random(seed)
-    made, index = 0, 0
-    while made < events:
-        wave = [_message(rng, index + n, contacts) for n in range(WINDOW)]
-        index += WINDOW
-        for record in _interleaved(rng, wave):
-            yield record
+    waiting: list[tuple[datetime, int, str, bytes]] = []
+    made, index, order = 0, 0, 0
+    while made + len(waiting) < events:  # then no more requests: the receipts still due follow in time order
+        now = T0 + timedelta(seconds=index / RATE)
+        while waiting and waiting[0][0] <= now:
+            yield heapq.heappop(waiting)[2:]
             made += 1
-            if made >= events:
-                return
+        for at, key, value in _message(rng, index, now, contacts):
+            heapq.heappush(waiting, (at, order, key, value))
+            order += 1
+        index += 1
+    while waiting:
+        yield heapq.heappop(waiting)[2:]
 
 
-def _interleaved(rng: random.Random, wave: list[list[tuple[str, bytes]]]) -> Iterator[tuple[str, bytes]]:
-    """Each message's events in order, the messages' steps interleaved (a random message advances each time)."""
-    cursors = [0] * len(wave)
-    live = list(range(len(wave)))
-    while live:
-        slot = rng.randrange(len(live))
-        message = live[slot]
-        yield wave[message][cursors[message]]
-        cursors[message] += 1
-        if cursors[message] == len(wave[message]):
-            live[slot] = live[-1]
-            live.pop()
-
-
-def _message(rng: random.Random, index: int, contacts: int) -> list[tuple[str, bytes]]:
+def _message(rng: random.Random, index: int, requested_at: datetime,
+             contacts: int) -> list[tuple[datetime, str, bytes]]:
+    """One message's events with their times, in version order (times only grow along a message)."""
     tenant = TENANTS[index % len(TENANTS)]
     ref = f"customer-{rng.randrange(contacts)}"
     contact, message = str(Contact.create_id(tenant, ref)), str(Message.create_id(tenant, f"bench-{index}"))
-    requested_at = T0 + timedelta(seconds=index * SPAN_SECONDS / 70_000 % SPAN_SECONDS)
     lifecycle = rng.choices(list(LIFECYCLES), weights=list(LIFECYCLES.values()))[0]
-    steps = _steps(rng, lifecycle, index)
-    encoded = [(contact, _event(kind, message, version, contact, tenant, requested_at + timedelta(seconds=at),
-                                fields)) for version, (kind, at, fields) in enumerate(steps, start=1)]
+    encoded, latest = [], requested_at
+    for version, (kind, seconds, fields) in enumerate(_steps(rng, lifecycle, index), start=1):
+        latest = max(latest, requested_at + timedelta(seconds=seconds))
+        encoded.append((latest, contact, _event(kind, message, version, contact, tenant, latest, fields)))
     if index % REDELIVERY_EVERY == 0:
         repeated = rng.randrange(len(encoded))
         encoded.insert(repeated + 1, encoded[repeated])

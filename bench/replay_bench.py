@@ -3,8 +3,8 @@
 A synthetic history of message lifecycles (bench/_replay_history.py, encoded with the real codec) is produced once
 to a topic of its own; then, `--repeat` times, the raw aiokafka consume rate over the whole topic (the ceiling)
 and `switchboard replay NAME` as a process of its own into a fresh root (RocksDB) or database (PostgreSQL). A
-replay's events/s is its own figure (consume + decode + fold + store writes, from its first fetch to its last
-commit); its peak RSS is the process's (getrusage). The table shows the median of the runs and their spread.
+replay's events/s and CPU seconds are its own figures (consume + decode + fold + store writes, from connecting
+to its last commit); its peak RSS is the process's (getrusage). The table shows the median of the runs and their spread.
 """
 
 from __future__ import annotations
@@ -36,20 +36,26 @@ from switchboard.topics import TopicSpec, ensure_topics
 BENCH_PORT = 31092  # others: 24092, 24192, 25092 (benchmarks), 19092 (dev), 21092+ (tests); below ephemeral
 POSTGRES_PORT = 30732  # the benchmark's own PostgreSQL server, when --stores names postgres
 FETCH_BYTES = 8 * 1024 * 1024  # as projections.catch_up fetches
-_REBUILT = re.compile(r"([\d,]+) events rebuilt in ([\d.]+) s")
+_REBUILT = re.compile(r"([\d,]+) events rebuilt in ([\d.]+) s \([\d,]+ events/s, ([\d.]+) s of CPU\)")
 
 
 @dataclass(frozen=True)
 class Run:
-    """One measured run: events, seconds, and the process's peak RSS in MiB (None for the in-process raw run)."""
+    """One measured run: events, seconds, CPU seconds, and the process's peak RSS in MiB (None: the raw run)."""
 
     events: int
     seconds: float
+    cpu_seconds: float
     rss_mb: float | None = None
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        """Events per second of the process's own CPU: its rate on a core of its own, on a busy machine too."""
+        return self.events / self.cpu_seconds
 
 
 async def prepare_topic(bootstrap: str, prefix: str, args: argparse.Namespace) -> dict[int, int]:
@@ -81,7 +87,7 @@ async def prepare_topic(bootstrap: str, prefix: str, args: argparse.Namespace) -
 
 async def raw_consume(bootstrap: str, topic: str, ends: dict[int, int], batch_size: int) -> Run:
     """The ceiling: aiokafka fetching the whole topic as catch_up does, touching each value, nothing else."""
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=FETCH_BYTES)
     await consumer.start()
@@ -96,7 +102,7 @@ async def raw_consume(bootstrap: str, topic: str, ends: dict[int, int], batch_si
                 size += sum(len(record.value or b"") for record in records)
     finally:
         await consumer.stop()
-    return Run(count, time.monotonic() - started)
+    return Run(count, time.monotonic() - started, time.process_time() - cpu)
 
 
 def replay(command: Sequence[str], py_spy: Sequence[str] = ()) -> Run:
@@ -110,7 +116,7 @@ def replay(command: Sequence[str], py_spy: Sequence[str] = ()) -> Run:
     found = _REBUILT.search(output)
     if process.returncode != 0 or found is None:
         raise RuntimeError(f"replay {' '.join(command)} failed ({process.returncode}):\n{output}")
-    return Run(int(found[1].replace(",", "")), float(found[2]), usage.ru_maxrss / 1024)
+    return Run(int(found[1].replace(",", "")), float(found[2]), float(found[3]), usage.ru_maxrss / 1024)
 
 
 @contextmanager
@@ -155,27 +161,26 @@ def fresh_target(store: str, dsn: str | None) -> Iterator[list[str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def spread(runs: Sequence[Run]) -> str:
-    rates = [run.rate for run in runs]
-    median = statistics.median(rates)
-    return f"**{median:,.0f}** ({min(rates):,.0f} to {max(rates):,.0f}, n={len(rates)})"
+def spread(rates: Sequence[float]) -> str:
+    return f"**{statistics.median(rates):,.0f}** ({min(rates):,.0f} to {max(rates):,.0f})"
 
 
 def print_table(events: int, raw: list[Run], measured: dict[tuple[str, str], list[Run]]) -> None:
     ceiling = statistics.median(run.rate for run in raw)
-    print(f"\n{events:,} events; median events/s of the runs (min to max)\n")
-    print("| replay | events/s | seconds (median) | ratio to raw | peak RSS (max) |\n| --- | --- | --- | --- | --- |")
-    print(f"| raw aiokafka consume (ceiling) | {spread(raw)} | "
-          f"{statistics.median(run.seconds for run in raw):.2f} | 1.00 | - |")
+    print(f"\n{events:,} events, {len(raw)} runs each: median (min to max)\n")
+    print("| replay | events/s | events per CPU-second | ratio to raw (events/s) | peak RSS (max) |\n"
+          "| --- | --- | --- | --- | --- |")
+    print(f"| raw aiokafka consume (ceiling) | {spread([r.rate for r in raw])} | "
+          f"{spread([r.cpu_rate for r in raw])} | 1.00 | - |")
     for (projection, store), runs in measured.items():
         rate = statistics.median(run.rate for run in runs)
         peak = max(run.rss_mb or 0.0 for run in runs)
-        print(f"| {projection} into {store} | {spread(runs)} | {statistics.median(run.seconds for run in runs):.2f} "
+        print(f"| {projection} into {store} | {spread([r.rate for r in runs])} | {spread([r.cpu_rate for r in runs])} "
               f"| {rate / ceiling:.2f} | {peak:.0f} MiB |")
 
 
 def run_all(bootstrap: str, args: argparse.Namespace, dsn: str | None) -> None:
-    prefix = f"rb-{args.events}-{args.contacts}-{args.partitions}-{args.seed}-"
+    prefix = f"rb2-{args.events}-{args.contacts}-{args.partitions}-{args.seed}-"
     topic = prefix + MessageStatusProjection.topic
     ends = asyncio.run(prepare_topic(bootstrap, prefix, args))
     batch = ["--batch-size", str(args.batch_size)] if args.batch_size else []
@@ -190,14 +195,16 @@ def run_all(bootstrap: str, args: argparse.Namespace, dsn: str | None) -> None:
     measured: dict[tuple[str, str], list[Run]] = {}
     for n in range(args.repeat):
         raw.append(asyncio.run(raw_consume(bootstrap, topic, ends, args.batch_size or 5000)))
-        print(f"run {n + 1}: raw aiokafka {raw[-1].rate:,.0f} events/s", flush=True)
+        print(f"run {n + 1}: raw aiokafka {raw[-1].rate:,.0f} events/s, {raw[-1].cpu_rate:,.0f} per CPU-second "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
         for projection in args.projections:
             for store in args.stores:
                 with fresh_target(store, dsn) as target:
                     run = replay([projection, "--bootstrap", bootstrap, "--topic-prefix", prefix, *target, *batch])
                 measured.setdefault((projection, store), []).append(run)
                 print(f"run {n + 1}: {projection} into {store}: {run.events:,} events in {run.seconds:.2f} s, "
-                      f"{run.rate:,.0f} events/s, peak RSS {run.rss_mb:.0f} MiB", flush=True)
+                      f"{run.rate:,.0f} events/s, {run.cpu_rate:,.0f} per CPU-second, peak RSS {run.rss_mb:.0f} MiB "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
     print_table(sum(ends.values()), raw, measured)
 
 
