@@ -57,18 +57,20 @@ def _new_row(envelope: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[st
 
 
 def _folded(row: dict[str, Any], event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    at = _iso(payload["envelope"]["occurred_at"])
+    occurred = payload["envelope"]["occurred_at"]
     row["version"] = payload["envelope"]["aggregate_version"]
-    row["times"] = {**row["times"]}
-    if event_type in _PHASE:
-        row["phase"] = _PHASE[event_type]
-        row["times"].setdefault(_PHASE[event_type], at)
-    _details(row, event_type, payload, at)
+    times = row["times"] = {**row["times"]}
+    phase = _PHASE.get(event_type)
+    if phase is not None:
+        row["phase"] = phase
+        if phase not in times:  # the first time only: formatting the time is a good share of a fold's cost
+            times[phase] = _iso(occurred)
+    _details(row, event_type, payload, occurred)
     row["status"] = _status(row, event_type)
     return row
 
 
-def _details(row: dict[str, Any], event_type: str, payload: Mapping[str, Any], at: str) -> None:
+def _details(row: dict[str, Any], event_type: str, payload: Mapping[str, Any], occurred: Any) -> None:
     if event_type == "MessageRequested":
         row.update(category=payload.get("category"), template=payload.get("template_name"))
     elif event_type == "MessageRouted":
@@ -79,10 +81,12 @@ def _details(row: dict[str, Any], event_type: str, payload: Mapping[str, Any], a
         row["provider_message_ids"] = [*row["provider_message_ids"], payload["provider_message_id"]]
     elif event_type in _RECEIPTS:
         status = _RECEIPTS[event_type]
-        row["times"].setdefault(status, _iso(payload.get("provider_at") or at))
+        if status not in row["times"]:
+            row["times"][status] = _iso(payload.get("provider_at") or occurred)
         if row["receipt"] is None or _RANK[status] > _RANK[row["receipt"]]:
             row["receipt"] = status
     elif event_type == "MessageFailed":
+        at = _iso(occurred)
         row["errors"] = [*row["errors"], {"code": payload.get("provider_code"), "detail": payload.get("detail"),
                                           "class": payload.get("failure_class"), "attempt": payload.get("attempt"),
                                           "at": at}]

@@ -11,8 +11,9 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from projections._rows import RecentRows
 from projections._store import ProjectionStore
-from schemas import DecodedEvent, decode
+from schemas.codec import default_codec
 
 __all__ = ["Progress", "Projection", "catch_up", "differences", "end_offsets"]
 
@@ -21,7 +22,11 @@ Outputs = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class Projection(Protocol):
-    """A pure fold: the rows one event changes (and records to publish), given a way to read current rows."""
+    """A pure fold: the rows one event changes (and records to publish), given a way to read current rows.
+
+    The rows `lookup` returns are shared (with the batch in progress and the runner's recent rows): a projection
+    never changes them in place, it returns new objects for the rows it changes.
+    """
 
     topic: str
 
@@ -36,12 +41,24 @@ class Progress:
     applied: int = 0
     total: int = 0
     started: float = 0.0
+    finished: float | None = None
+    cpu_started: float = 0.0  # time.process_time() at the start
+    cpu_seconds: float = 0.0  # the process's CPU from the start to the end of the run
+
+    @property
+    def seconds(self) -> float:
+        """From the start to the end of the run (or to now while it runs)."""
+        return max((self.finished or time.monotonic()) - self.started, 1e-9)
+
+    @property
+    def rate(self) -> float:
+        """Events applied per second, consume + decode + fold + store writes."""
+        return self.applied / self.seconds
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
         share = self.applied / self.total if self.total else 1.0
         bar = "#" * int(share * 30)
-        return f"[{bar:<30}] {self.applied:,}/{self.total:,} events  {self.applied / elapsed:,.0f} events/s"
+        return f"[{bar:<30}] {self.applied:,}/{self.total:,} events  {self.rate:,.0f} events/s"
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -59,60 +76,75 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 async def catch_up(bootstrap: str, topic: str, projection: Projection, store: ProjectionStore,
                    target: Mapping[int, int], start: Mapping[int, int] | None = None,
                    progress: Callable[[Progress], None] | None = None, batch_size: int = 5000,
-                   outputs: Outputs | None = None) -> Progress:
+                   outputs: Outputs | None = None, recent_rows: int = 50_000) -> Progress:
     """Applies the topic's events from the store's positions (or `start`) up to `target`, then returns.
 
     A projection may also return records to publish (rows, records); `outputs` makes them durable before
     the positions that include their events are stored, so a crash repeats them rather than losing them.
+    Rows read or written lately (about `recent_rows` to twice that) are kept across batches, so a message's
+    later events need not read its row back from the store; this run is the store's only writer meanwhile.
     """
     begin = {p: store.positions().get(p, (start or {}).get(p, 0)) for p in target}
-    done = Progress(total=sum(max(0, target[p] - begin[p]) for p in target), started=time.monotonic())
+    done = Progress(total=sum(max(0, target[p] - begin[p]) for p in target), started=time.monotonic(),
+                    cpu_started=time.process_time())
     pending = {p for p in target if begin[p] < target[p]}
     if not pending:
-        return done
+        return _finished(done)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
+    recent = RecentRows(store, recent_rows)
     try:
         consumer.assign([TopicPartition(topic, p) for p in pending])
         for p in pending:
             consumer.seek(TopicPartition(topic, p), begin[p])
         while pending:
             batches = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
-            rows, positions, records = _fold_batch(projection, store, batches, target, pending, done)
+            rows, positions, records = _fold_batch(projection, recent.get, batches, target, pending, done)
             if outputs is not None and records:
                 await outputs(records)
             store.commit(rows, positions)
+            recent.committed(rows)
             if progress is not None:
                 progress(done)
     finally:
         await consumer.stop()
+    return _finished(done)
+
+
+def _finished(done: Progress) -> Progress:
+    done.finished, done.cpu_seconds = time.monotonic(), time.process_time() - done.cpu_started
     return done
 
 
-def _fold_batch(projection: Projection, store: ProjectionStore, batches: Mapping[TopicPartition, list[Any]],
+def _fold_batch(projection: Projection, read: Callable[[str], Any], batches: Mapping[TopicPartition, list[Any]],
                 target: Mapping[int, int], pending: set[int],
                 done: Progress) -> tuple[dict[str, Any], dict[int, int], list[dict[str, Any]]]:
+    """The rows a batch changes (folded in memory, written once), the next positions and records to publish."""
     overlay: dict[str, Any] = {}
     positions: dict[int, int] = {}
     published: list[dict[str, Any]] = []
 
     def lookup(key: str) -> Any:
-        return overlay[key] if key in overlay else store.get(key)
+        return overlay[key] if key in overlay else read(key)
 
+    decode, apply = default_codec().decode_payload, projection.apply
     for tp, fetched in batches.items():
+        end = target[tp.partition]
         for record in fetched:
-            if record.offset >= target[tp.partition]:
+            if record.offset >= end:
                 break
             decoded = decode(record.value)
-            if isinstance(decoded, DecodedEvent):  # an unknown (newer) type changes nothing this model knows
-                result = projection.apply(lookup, decoded.event_type, decoded.payload)
-                rows, raised = result if isinstance(result, tuple) else (result, [])
-                overlay.update(rows)
-                published.extend(raised)
+            if decoded is not None:  # an unknown (newer) type changes nothing this model knows
+                result = apply(lookup, *decoded)
+                if isinstance(result, tuple):
+                    overlay.update(result[0])
+                    published.extend(result[1])
+                else:
+                    overlay.update(result)
             positions[tp.partition] = record.offset + 1
             done.applied += 1
-        if positions.get(tp.partition, 0) >= target[tp.partition]:
+        if positions.get(tp.partition, 0) >= end:
             pending.discard(tp.partition)
     return overlay, positions, published
 

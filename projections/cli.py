@@ -219,7 +219,8 @@ async def _run_replay(args: argparse.Namespace) -> int:
     try:
         done = await catch_up(args.bootstrap, topic, projection, rebuilt, target, start, print_progress,
                               batch_size=args.batch_size)
-        print(f"\n{args.projection} v{version}: {done.applied:,} events rebuilt into {versions.where(version)}")
+        print(f"\n{args.projection} v{version}: {done.applied:,} events rebuilt in {done.seconds:.2f} s "
+              f"({done.rate:,.0f} events/s, {done.cpu_seconds:.2f} s of CPU) into {versions.where(version)}")
         if args.verify and live is not None and serving is not None and not _same(live, rebuilt, serving, version):
             return 1
         if args.switch:

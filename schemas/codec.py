@@ -80,11 +80,22 @@ class UnknownEvent:
         return f"schema id {self.schema_id} is not in this registry (written by newer code?)"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How to read one schema id: its writer, the current version to upcast to (None: it is current)."""
+
+    writer: SchemaVersion
+    current: SchemaVersion
+    event_type: str
+    reader: Any
+
+
 class Codec:
     """Encodes with the current schema of a type and decodes any published version, upcasting to current."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self._plans: dict[int, _Plan | None] = {}
 
     def encode(self, event: Mapping[str, Any], event_type: str, *, version: int | None = None) -> bytes:
         """Wire bytes for an event; `version` pins an older schema (e.g. while consumers roll out)."""
@@ -98,12 +109,29 @@ class Codec:
     def decode(self, data: bytes) -> DecodedEvent | UnknownEvent:
         """The event in a record; an UnknownEvent for schema ids we do not know. Raises WireFormatError."""
         schema_id = _read_header(data)
-        writer = self.registry.by_id(schema_id)
-        if writer is None:
+        plan = self._plan(schema_id)
+        if plan is None:
             return UnknownEvent(schema_id, bytes(data))
-        current = self.registry.latest(writer.subject)
-        payload = _read_body(data, writer, current)
-        return DecodedEvent(writer.event_type, schema_id, writer.version, current.version, payload)
+        payload = _read_body(data, plan)
+        return DecodedEvent(plan.event_type, schema_id, plan.writer.version, plan.current.version, payload)
+
+    def decode_payload(self, data: bytes) -> tuple[str, dict[str, Any]] | None:
+        """Only the event type and payload, as `decode` reads them (None: an unknown schema id); for replays,
+        which decode every event of a topic and need nothing else."""
+        plan = self._plan(_read_header(data))
+        return None if plan is None else (plan.event_type, _read_body(data, plan))
+
+    def _plan(self, schema_id: int) -> _Plan | None:
+        """The writer and reader of a schema id, worked out once (the registry does not change under a codec)."""
+        if schema_id in self._plans:
+            return self._plans[schema_id]
+        writer = self.registry.by_id(schema_id)
+        plan = None
+        if writer is not None:
+            current = self.registry.latest(writer.subject)
+            plan = _Plan(writer, current, writer.event_type, None if current is writer else current.parsed)
+        self._plans[schema_id] = plan
+        return plan
 
     def _writer(self, event_type: str, version: int | None) -> SchemaVersion:
         if version is None:
@@ -148,15 +176,15 @@ def _read_header(data: bytes) -> int:
     return int(schema_id)
 
 
-def _read_body(data: bytes, writer: SchemaVersion, current: SchemaVersion) -> dict[str, Any]:
+def _read_body(data: bytes, plan: _Plan) -> dict[str, Any]:
     stream = io.BytesIO(data)
     stream.seek(_HEADER.size)
-    # Avro schema resolution does the upcast: fields added since `writer` get their defaults.
-    reader = None if current is writer else current.parsed
+    # Avro schema resolution does the upcast (plan.reader): fields added since the writer get their defaults.
     try:
-        payload = schemaless_reader(stream, writer.parsed, reader)
+        payload = schemaless_reader(stream, plan.writer.parsed, plan.reader)
     except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on corrupt bodies
-        raise WireFormatError(f"{writer.subject} v{writer.version}: corrupt Avro body ({exc!r})") from exc
+        raise WireFormatError(f"{plan.writer.subject} v{plan.writer.version}: corrupt Avro body ({exc!r})") from exc
     if stream.tell() != len(data):
+        writer = plan.writer
         raise WireFormatError(f"{writer.subject} v{writer.version}: {len(data) - stream.tell()} bytes left over")
     return cast(dict[str, Any], payload)
