@@ -230,6 +230,7 @@ class Bench:
     root: Path
     partitions: int
     name: str
+    batch_max: int = PipelineSettings.batch_max
     worker: Worker | None = None
     next_request: int = 0
 
@@ -238,7 +239,8 @@ class Bench:
         prefix = f"{self.name}-"
         return PipelineSettings(bootstrap=self.bootstrap, data_dir=str(self.root / self.name / "state"),
                                 config_path=str(self.root / "pipeline.toml"), app_id=f"{prefix}pipeline",
-                                topic_prefix=prefix, worker_name=self.name, partitions=self.partitions)
+                                topic_prefix=prefix, worker_name=self.name, partitions=self.partitions,
+                                batch_max=self.batch_max)
 
     async def start(self) -> Worker:
         await ensure_topics(self.bootstrap, self.settings.topic_specs())
@@ -355,7 +357,7 @@ async def bench_pipeline(bootstrap: str, args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="sb-bench-pipeline-"))
     (root / "pipeline.toml").write_text(PIPELINE.format(partitions=args.partitions))
     run_id = uuid.uuid4().hex[:6]
-    benches = [Bench(bootstrap, root, args.partitions, f"bp-{run_id}-{n}") for n in ("load", "memory")]
+    benches = [Bench(bootstrap, root, args.partitions, f"bp-{run_id}-{n}", args.batch_max) for n in ("load", "memory")]
     try:
         print("| figure | value |\n| --- | --- |")
         raw = [await raw_baseline(bootstrap, args.requests, args.partitions)]  # a fresh broker's JVM is still cold
@@ -385,6 +387,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000, help="requests in the backlog phase")
     parser.add_argument("--contacts", type=int, default=5_000, help="distinct contacts they go to")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch-max", type=int, default=PipelineSettings.batch_max, help="the worker's batch size")
     parser.add_argument("--loads", type=_numbers(float), default=[0.8, 0.4, 0.2],
                         help="open-loop rates as shares of the measured max, comma-separated")
     parser.add_argument("--paced-seconds", type=float, default=20.0, help="how long the open-loop phase offers load")

@@ -575,6 +575,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Si
         error_rate=args.error_rate, timeout_rate=args.timeout_rate, timeout_hold=args.timeout_hold,
         duplicate_rate=args.duplicate_rate, reorder_rate=args.reorder_rate,
         read_without_delivered_rate=args.read_without_delivered_rate, receipt_interval=args.receipt_interval,
+        webhook_concurrency=args.webhook_concurrency,
     )
 
 
@@ -604,6 +605,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--reorder-rate", type=float, default=0.0)
     add("--read-without-delivered-rate", type=float, default=0.0)
     add("--receipt-interval", type=float, default=0.01)
+    add("--webhook-concurrency", type=int, default=1, help="webhooks posted at once (1: in due order)")
     return parser
 
 

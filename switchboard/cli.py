@@ -168,6 +168,9 @@ def _add_pipeline(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     pipeline.add_argument("--web-port", type=int, help="port of /healthz, /readyz and /metrics (default: none)")
     pipeline.add_argument("--ready-lag", type=int, default=10_000,
                           help="/readyz answers 503 while a partition is more records behind (default 10000)")
+    pipeline.add_argument("--batch-max", type=int, default=500, help="records an agent takes per batch at most")
+    pipeline.add_argument("--batch-within", type=float, default=0.05,
+                          help="seconds a batch waits for more records before it is processed")
     pipeline.set_defaults(handler=_pipeline)
 
 
@@ -177,7 +180,8 @@ def _pipeline(args: argparse.Namespace) -> int:
     settings = PipelineSettings(bootstrap=args.bootstrap, config_path=args.config, app_id=args.app_id,
                                 topic_prefix=args.topic_prefix, data_dir=args.data_dir, worker_name=args.name,
                                 partitions=args.partitions, replication=args.replication, web_host=args.web_host,
-                                web_port=args.web_port, ready_lag=args.ready_lag)
+                                web_port=args.web_port, ready_lag=args.ready_lag, batch_max=args.batch_max,
+                                batch_within=args.batch_within)
     return run_pipeline(settings)
 
 

@@ -90,7 +90,8 @@ class PipelineSettings:
                 "--topic-prefix", self.topic_prefix, "--data-dir", self.data_dir, "--name", self.worker_name,
                 "--partitions", str(self.partitions), "--replication", str(self.replication),
                 "--web-host", self.web_host, *(["--web-port", str(self.web_port)] if self.web_port else []),
-                "--ready-lag", str(self.ready_lag)]
+                "--ready-lag", str(self.ready_lag),
+                "--batch-max", str(self.batch_max), "--batch-within", str(self.batch_within)]
 
 
 class _StateCodec(codecs.Codec):

@@ -1,0 +1,372 @@
+"""Messages/s end to end through the WhatsApp simulator over HTTP, every receipt back through receiver and normaliser.
+
+Every part is its own process on this machine: the simulator (`switchboard simulator`, one phone number at Meta's
+upgraded tier, 1,000 msg/s), the webhook receiver, the normaliser and 1..n pipeline workers, all on one broker.
+A message counts once its MessageRead event is in sb.events.message; its rate is every message of the phase over
+the span from the first request record to the last read event, its latency the broker timestamp of its read event
+minus that of its request (both CreateTime, set by producers on this host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import secrets
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from aggregates import Contact, Message
+from bench._common import benchmark_broker, peak_rss_mb, print_machine
+from bench.pipeline_bench import Request, process_cpu, produce
+from connectors import whatsapp, whatsapp_simulator
+from schemas import DecodedEvent, decode, default_registry
+from streams.pipeline.app import PipelineSettings
+from switchboard._demo_stack import (
+    NORMALISER_BANNER,
+    RECEIVER_BANNER,
+    NormaliserCommand,
+    Processes,
+    ReceiverCommand,
+    wait_for_group,
+    wait_for_line,
+)
+from switchboard.topics import ensure_topics
+from switchboard.workers import WorkerProcess
+
+__all__ = ["E2EResult", "run_e2e"]
+
+BENCH_PORT = 31692  # the benchmark broker's port; 24092, 24192, 25092 and 31092 belong to others
+TENANT = "bench"
+SENDER = "105954558954427"  # the phone number id the simulator serves and the pipeline sends from
+TIER = "upgraded"  # Meta's 1,000 msg/s per phone number: the declared rate limit is not the bound
+TIER_MPS = 1000
+START_TIMEOUT = 120.0
+STATUSES = ("MessageSent", "MessageDelivered", "MessageRead")
+STATUS_IDS = {v.schema_id: name for name in STATUSES for v in default_registry().versions(name)}
+SIMULATOR_COUNTERS = re.compile(r"simulator stopped: SimulatorCounters\((.*)\)")
+PROFILE_OUT = "/tmp/sb-e2e-profile.txt"
+SIMULATOR_BANNER = re.compile(r"simulator at (http://[^/\s]+)/")
+PIPELINE = f"""
+[streams]
+partitions = {{partitions}}
+
+[[tenants]]
+id = "{TENANT}"
+name = "Benchmark"
+timezone = "UTC"
+
+[[channels]]
+id = "whatsapp"
+kind = "whatsapp"
+tenant = "{TENANT}"
+provider = "meta"
+driver = "whatsapp"
+settings = {{{{ base_url = "{{simulator_url}}" }}}}
+[[channels.senders]]
+id = "wa-main"
+address = "{SENDER}"
+tier = "{TIER}"
+
+[[templates]]
+name = "order_shipped"
+category = "utility"
+parameters = ["order_id"]
+
+[[routes]]
+name = "default"
+tenant = "{TENANT}"
+channel = "whatsapp"
+"""
+
+
+@dataclass(frozen=True)
+class SimulatorCommand:
+    """`switchboard simulator` on an ephemeral port: one number at its tier, receipts posted 64 at a time."""
+
+    webhook_url: str
+    worker_name: str = "simulator"
+
+    def command_line(self) -> list[str]:
+        return ["simulator", "--port", "0", "--webhook-url", self.webhook_url, "--phone-number", SENDER,
+                "--mps", str(TIER_MPS), "--webhook-concurrency", "64"]
+
+
+@dataclass
+class E2EResult:
+    """One phase: request and read timestamps (ms) per message, receipts seen, CPU and peak memory per process."""
+
+    workers: int
+    requested: dict[str, int]
+    read: dict[str, int]
+    receipts: Counter[str]
+    cpu: dict[str, float]  # CPU seconds per process during the phase
+    peak_rss: dict[str, float] = field(default_factory=dict)  # MiB per process after the phase
+    simulator: str = ""  # the simulator's counters, as it printed them when stopped
+
+    @property
+    def missing(self) -> int:
+        """Messages of the phase not read before the wait ended."""
+        return len(self.requested) - len(self.read)
+
+    @property
+    def seconds(self) -> float:
+        if not self.read:
+            return float("nan")
+        return (max(self.read.values()) - min(self.requested.values())) / 1000
+
+    @property
+    def rate(self) -> float:
+        """Messages/s from the first request to the last read receipt."""
+        return len(self.read) / self.seconds if self.read else 0.0
+
+    def latency_ms(self, quantile: float) -> float:
+        latencies = sorted(self.read[m] - self.requested[m] for m in self.read)
+        if not latencies:
+            return float("nan")
+        if quantile == 0.5:
+            return float(statistics.median(latencies))
+        return float(latencies[min(len(latencies) - 1, int(quantile * len(latencies)))])
+
+
+class ReceiptWatch:
+    """Reads the message events from their end offsets at start; collects each message's status events."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self._seen: set[str] = set()
+        self.read: dict[str, int] = {}
+        self.receipts: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign(self._partitions)
+        await self._consumer.seek_to_end(*self._partitions)
+        for tp in self._partitions:
+            await self._consumer.position(tp)  # resolved now, before anything is produced
+
+    async def wait(self, expected: set[str], processes: Processes, timeout: float) -> dict[str, int]:
+        """Read timestamps of the expected messages that were read within `timeout` (the result says how many
+        were not); PartFailed if a part exits."""
+        deadline = time.monotonic() + timeout
+        try:
+            while not expected <= self.read.keys() and time.monotonic() < deadline:
+                processes.check("the measured phase")
+                for records in (await self._consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                    for record in records:
+                        self._take(record.value, record.timestamp)
+        finally:
+            await self._consumer.stop()
+        return {m: self.read[m] for m in expected if m in self.read}
+
+    def _take(self, value: bytes, timestamp: int) -> None:
+        status = STATUS_IDS.get(int.from_bytes(value[1:5], "big"))
+        if status is None:
+            return  # the header names the schema: only the three statuses are decoded
+        decoded = decode(value)
+        assert isinstance(decoded, DecodedEvent)
+        envelope = decoded.payload["envelope"]
+        if envelope["event_id"] in self._seen:
+            return  # a redelivered event keeps its event id
+        self._seen.add(envelope["event_id"])
+        self.receipts[status] += 1
+        if status == "MessageRead":
+            self.read.setdefault(envelope["aggregate_id"], timestamp)
+
+
+def make_requests(first: int, count: int) -> list[Request]:
+    """`count` template requests numbered from `first`, each to a contact of its own (WhatsApp's pair limit
+    allows one message per recipient every 6 s, so a broadcast is the shape that tier's rate is for)."""
+    made = []
+    for n in range(first, first + count):
+        ref, key = f"e2e-{n}", f"e2e-m-{n}"
+        contact_id = str(Contact.create_id(TENANT, ref))
+        command = {"kind": "request", "v": 1, "command_id": f"req-{key}", "tenant": TENANT, "contact_id": contact_id,
+                   "contact": {"external_ref": ref, "addresses": {"whatsapp": f"+49171{n:08d}"}},
+                   "message": {"idempotency_key": key, "category": "utility", "template": "order_shipped",
+                               "parameters": {"order_id": key}, "priority": "normal"}}
+        made.append(Request(contact_id, str(Message.create_id(TENANT, key)), _json(command)))
+    return made
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _write_pipeline(path: Path, partitions: int, simulator_url: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(PIPELINE.format(partitions=partitions, simulator_url=simulator_url))
+    return path
+
+
+@dataclass
+class Stack:
+    """Simulator, receiver, normaliser and `workers` pipeline workers on topics of their own."""
+
+    bootstrap: str
+    root: Path
+    workers: int
+    partitions: int
+    batch_max: int = PipelineSettings.batch_max
+    processes: Processes = field(default_factory=Processes)
+    named: dict[str, WorkerProcess[Any]] = field(default_factory=dict)
+    next_request: int = 0
+
+    def __post_init__(self) -> None:
+        self.prefix = f"e2e-{uuid.uuid4().hex[:6]}-{self.workers}w-"
+        token, app_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.env = {whatsapp_simulator.ENV_ACCESS_TOKEN: token, whatsapp_simulator.ENV_APP_SECRET: app_secret,
+                    whatsapp.ENV_ACCESS_TOKEN: token, whatsapp.ENV_APP_SECRET: app_secret,
+                    whatsapp.ENV_VERIFY_TOKEN: secrets.token_urlsafe(12)}
+
+    def settings(self, n: int) -> PipelineSettings:
+        return PipelineSettings(bootstrap=self.bootstrap, data_dir=str(self.root / self.prefix / f"state-{n}"),
+                                config_path=str(self.root / self.prefix / "pipeline.toml"),
+                                app_id=f"{self.prefix}pipeline", topic_prefix=self.prefix,
+                                worker_name=f"pipeline-{n}", partitions=self.partitions, batch_max=self.batch_max)
+
+    async def start(self) -> None:
+        """Topics, the receiver (its URL goes to the simulator), the simulator, the workers, the normaliser."""
+        first = self.settings(1)
+        await ensure_topics(self.bootstrap, first.topic_specs())
+        receiver = self._start("receiver", ReceiverCommand(self.bootstrap, self.prefix, self.partitions))
+        receiver_url = (await wait_for_line(receiver, RECEIVER_BANNER, self.processes, START_TIMEOUT))[1]
+        simulator = self._start("simulator", SimulatorCommand(f"{receiver_url}/webhooks/whatsapp"))
+        simulator_url = (await wait_for_line(simulator, SIMULATOR_BANNER, self.processes, START_TIMEOUT))[1]
+        config = _write_pipeline(Path(first.config_path), self.partitions, simulator_url)
+        for n in range(1, self.workers + 1):
+            self._start(f"pipeline-{n}", self.settings(n))
+        normaliser = self._start("normaliser", NormaliserCommand(self.bootstrap, self.prefix, str(config)))
+        await wait_for_line(normaliser, NORMALISER_BANNER, self.processes, START_TIMEOUT)
+        await wait_for_group(self.bootstrap, first.app_id, self.workers, self.named["pipeline-1"], self.processes,
+                             START_TIMEOUT)
+
+    def _start(self, name: str, command: Any) -> WorkerProcess[Any]:
+        process = WorkerProcess(command, self.root / self.prefix / f"{name}.log", env=self.env)
+        self.named[name] = self.processes.start(process)
+        return process
+
+    def pids(self) -> dict[str, int]:
+        return {name: process.pid for name, process in self.named.items() if process.pid is not None}
+
+    async def run(self, count: int, rate: float | None = None, py_spy: str | None = None) -> E2EResult:
+        """Requests for `count` new messages; returns once every one of them was read."""
+        requests = make_requests(self.next_request, count)
+        self.next_request += count
+        topics = self.settings(1).topics
+        watch = ReceiptWatch(self.bootstrap, topics.message_events, self.partitions)
+        await watch.start()
+        cpu_before = {name: process_cpu(pid) for name, pid in self.pids().items()}
+        waiting = asyncio.ensure_future(watch.wait({r.message_id for r in requests}, self.processes,
+                                                   60 + count / 10))
+        sampler = await self._sample(py_spy)
+        try:
+            requested = await produce(self.bootstrap, topics.commands, requests, rate)
+            read = await waiting
+        finally:
+            waiting.cancel()
+            if sampler is not None:
+                await sampler.wait()
+        cpu = {name: process_cpu(pid) - cpu_before[name] for name, pid in self.pids().items()}
+        return E2EResult(self.workers, requested, read, watch.receipts, cpu)
+
+    async def _sample(self, py_spy: str | None) -> asyncio.subprocess.Process | None:
+        """py-spy on the first worker for 15 s (collapsed stacks with idle samples) to PROFILE_OUT."""
+        if py_spy is None:
+            return None
+        command = [py_spy, "record", "--pid", str(self.pids()["pipeline-1"]), "--duration", "15", "--format", "raw",
+                   "--idle", "--nonblocking", "--output", PROFILE_OUT]
+        return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.STDOUT)
+
+    def peak_rss(self) -> dict[str, float]:
+        return {name: peak_rss_mb(pid) for name, pid in self.pids().items()}
+
+    def stop(self) -> str:
+        """Stops every part; returns the simulator's final counters line."""
+        self.processes.stop_all()
+        log = self.named["simulator"].log_file if "simulator" in self.named else None
+        found = SIMULATOR_COUNTERS.search(log.read_text(errors="replace")) if log and log.exists() else None
+        return found[1] if found else ""
+
+
+async def run_e2e(bootstrap: str, workers: int, messages: int, warmup: int, partitions: int = 6,
+                  keep: bool = False, py_spy: str | None = None) -> E2EResult:
+    """A fresh stack with `workers` pipeline workers: a warm-up, then a backlog of `messages` requests."""
+    root = Path(tempfile.mkdtemp(prefix="sb-bench-e2e-"))
+    stack = Stack(bootstrap, root, workers, partitions)
+    try:
+        await stack.start()
+        await stack.run(warmup)
+        result = await stack.run(messages, py_spy=py_spy)
+        result.peak_rss = stack.peak_rss()
+    finally:
+        counters = stack.stop()
+        if keep:
+            print(f"logs and state: {root / stack.prefix}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    result.simulator = counters
+    return result
+
+
+def print_result(result: E2EResult) -> None:
+    label = f"{result.workers} worker{'s' if result.workers > 1 else ''}"
+    receipts = ", ".join(f"{result.receipts[s]:,} {s[7:].lower()}" for s in STATUSES)
+    cpu = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(result.cpu.items()))
+    rss = ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(result.peak_rss.items()))
+    print(f"| {label}: messages/s, request -> read | {result.rate:,.0f} "
+          f"({len(result.read):,} in {result.seconds:.1f} s) |")
+    print(f"| {label}: latency request -> read p50 / p99 | {result.latency_ms(0.5):,.0f} / "
+          f"{result.latency_ms(0.99):,.0f} ms |")
+    print(f"| {label}: receipts recorded (events) | {receipts} |")
+    print(f"| {label}: CPU seconds per process | {cpu} |")
+    print(f"| {label}: peak RSS per process (MiB) | {rss} |")
+    print(f"| {label}: messages not read when the wait ended | {result.missing:,} |")
+    print(f"| {label}: simulator counters | {result.simulator} |")
+
+
+async def bench_e2e(bootstrap: str, args: argparse.Namespace) -> list[E2EResult]:
+    results = []
+    print("| figure | value |\n| --- | --- |")
+    for workers in args.workers:
+        result = await run_e2e(bootstrap, workers, args.messages, args.warmup, args.partitions, args.keep,
+                                args.py_spy)
+        print_result(result)
+        results.append(result)
+    return results
+
+
+def _counts(text: str) -> Sequence[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=5_000, help="requests in the measured backlog")
+    parser.add_argument("--warmup", type=int, default=300, help="messages sent and read before measuring")
+    parser.add_argument("--workers", type=_counts, default=[1, 2, 3], help="pipeline worker counts, one run each")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--keep", action="store_true", help="keep the logs and state directories")
+    parser.add_argument("--py-spy", help=f"a py-spy executable: sample the first worker 15 s into {PROFILE_OUT}")
+    args = parser.parse_args()
+    print_machine()
+    print(f"WhatsApp simulator: one number at tier {TIER} ({TIER_MPS:,} msg/s), receipts sent, delivered, read")
+    with benchmark_broker("bench-suite", BENCH_PORT) as bootstrap:
+        asyncio.run(bench_e2e(bootstrap, args))
+
+
+if __name__ == "__main__":
+    main()

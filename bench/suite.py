@@ -1,0 +1,143 @@
+"""`bin/bench suite`: every benchmark on one broker in one run, then one summary table.
+
+Raw aiokafka (the ceiling, same run), the pipeline's internal stage rate (in-process channel), end to end through
+the WhatsApp simulator with 1, 2 and 3 workers, webhook acknowledgements/s and, when bench/replay_bench.py is
+there, replay events/s; the last two run as their own commands against the same broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench._common import benchmark_broker, peak_rss_mb, print_machine
+from bench.e2e_bench import BENCH_PORT, E2EResult, print_result, run_e2e
+from bench.pipeline_bench import PIPELINE, Bench, raw_baseline
+
+__all__ = ["main"]
+
+REPLAY_MODULE = Path(__file__).with_name("replay_bench.py")
+WEBHOOK_RATE = re.compile(r"rate: ([\d,]+) acks/s")
+WEBHOOK_LATENCY = re.compile(r"latency: p50 ([\d.]+) ms, p99 ([\d.]+) ms")
+REPLAY_RATE = re.compile(r"([\d,]+(?:\.\d+)?) events/s")
+
+
+@dataclass
+class Summary:
+    """Every figure of one suite run, by name, in the order they were measured."""
+
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, name: str, value: str) -> None:
+        self.rows.append((name, value))
+        print(f"| {name} | {value} |", flush=True)
+
+    def print(self) -> None:
+        print("\nSummary\n\n| figure | value |\n| --- | --- |")
+        for name, value in self.rows:
+            print(f"| {name} | {value} |")
+
+
+def load() -> str:
+    """The machine's 1-minute load average now (other engineers share it)."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+async def stage_rate(bootstrap: str, requests: int, summary: Summary) -> float:
+    """One worker, the in-process channel: a backlog of requests to acceptance (the engine alone)."""
+    root = Path(tempfile.mkdtemp(prefix="sb-bench-suite-"))
+    (root / "pipeline.toml").write_text(PIPELINE.format(partitions=6))
+    bench = Bench(bootstrap, root, 6, f"suite-{uuid.uuid4().hex[:6]}")
+    try:
+        await bench.start()
+        phase = await bench.run(requests, max(1, requests // 2))
+        summary.add("internal stage rate: 1 worker, in-process channel, request -> acceptance (messages/s)",
+                    f"{phase.rate:,.0f} ({phase.cpu_ms_per_message:.2f} ms worker CPU each; load {load()})")
+        summary.add("internal stage: worker peak RSS", f"{peak_rss_mb(bench.pid()):.0f} MiB")
+        return phase.rate
+    finally:
+        bench.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def e2e_rows(result: E2EResult, summary: Summary, raw: float) -> None:
+    label = f"end to end, {result.workers} worker{'s' if result.workers > 1 else ''}"
+    summary.add(f"{label}: messages/s with all receipts (request -> read)",
+                f"{result.rate:,.0f} ({len(result.read):,} read, {result.missing:,} not; ratio to raw "
+                f"{result.rate / raw:.3f}; load {load()})")
+    summary.add(f"{label}: latency request -> read p50 / p99",
+                f"{result.latency_ms(0.5):,.0f} / {result.latency_ms(0.99):,.0f} ms")
+    summary.add(f"{label}: peak RSS (MiB)", ", ".join(f"{n} {m:.0f}" for n, m in sorted(result.peak_rss.items())))
+
+
+def run_command(module: str, arguments: list[str], bootstrap: str) -> str:
+    """A benchmark module as its own process on the suite's broker; its whole output."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    done = subprocess.run([sys.executable, "-m", module, *arguments], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+    return done.stdout + done.stderr
+
+
+def webhooks(bootstrap: str, requests: int, summary: Summary) -> None:
+    output = run_command("bench.webhook_bench", ["--requests", str(requests), "--concurrency", "64"], bootstrap)
+    rate, latency = WEBHOOK_RATE.search(output), WEBHOOK_LATENCY.search(output)
+    if rate is None or latency is None:
+        summary.add("webhook acknowledgements/s", f"failed: {output.strip().splitlines()[-1:]}")
+        return
+    summary.add("webhook acknowledgements/s (concurrency 64)", f"{rate[1]} (p50 {latency[1]} ms, p99 {latency[2]} ms; "
+                                                               f"load {load()})")
+
+
+def replay(bootstrap: str, summary: Summary) -> None:
+    if not REPLAY_MODULE.exists():
+        summary.add("replay events/s", "not measured: bench/replay_bench.py (bin/bench replay) is not on this branch")
+        return
+    output = run_command("bench.replay_bench", [], bootstrap)
+    found = REPLAY_RATE.findall(output)
+    summary.add("replay events/s", f"{found[-1]} (load {load()})" if found else
+                f"failed: {output.strip().splitlines()[-1:]}")
+
+
+async def measure(bootstrap: str, args: argparse.Namespace, summary: Summary) -> None:
+    raw = await raw_baseline(bootstrap, args.raw_records, 6)
+    await stage_rate(bootstrap, args.stage_requests, summary)
+    for workers in args.workers:
+        result = await run_e2e(bootstrap, workers, args.messages, args.warmup)
+        print_result(result)
+        e2e_rows(result, summary, raw)
+    raw = max(raw, await raw_baseline(bootstrap, args.raw_records, 6))
+    summary.rows.insert(0, ("raw aiokafka consume -> produce, same broker and run (faster of two)",
+                            f"{raw:,.0f} records/s"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=3_000, help="end-to-end backlog per worker count")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--workers", type=lambda t: [int(p) for p in t.split(",")], default=[1, 2, 3])
+    parser.add_argument("--stage-requests", type=int, default=5_000)
+    parser.add_argument("--raw-records", type=int, default=20_000)
+    parser.add_argument("--webhook-requests", type=int, default=10_000)
+    args = parser.parse_args()
+    print_machine()
+    print(f"load average at start: {load()}", flush=True)
+    summary = Summary()
+    with benchmark_broker("bench-suite", BENCH_PORT) as bootstrap:
+        print("| figure | value |\n| --- | --- |", flush=True)
+        asyncio.run(measure(bootstrap, args, summary))
+        webhooks(bootstrap, args.webhook_requests, summary)
+        replay(bootstrap, summary)
+    summary.print()
+
+
+if __name__ == "__main__":
+    main()
