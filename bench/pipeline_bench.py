@@ -259,7 +259,7 @@ class Bench:
         watch = AcceptedWatch(self.bootstrap, topics.message_events, self.partitions)
         await watch.start()
         cpu = CpuMeter(self.pid())
-        waiting = asyncio.ensure_future(watch.wait({r.message_id for r in requests}, self.worker, 60 + count / 50))
+        waiting = asyncio.ensure_future(watch.wait({r.message_id for r in requests}, self.worker, 120 + count / 10))
         try:
             requested = await produce(self.bootstrap, topics.commands, requests, rate)
             accepted = await waiting

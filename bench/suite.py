@@ -76,6 +76,8 @@ def e2e_rows(result: E2EResult, summary: Summary, raw: float) -> None:
                 f"{result.rate / raw:.3f}; load {load()})")
     summary.add(f"{label}: latency request -> read p50 / p99",
                 f"{result.latency_ms(0.5):,.0f} / {result.latency_ms(0.99):,.0f} ms")
+    summary.add(f"{label}: CPU per message (ms)", ", ".join(
+        f"{n} {1000 * c / max(1, len(result.read)):.2f}" for n, c in sorted(result.cpu.items())))
     summary.add(f"{label}: peak RSS (MiB)", ", ".join(f"{n} {m:.0f}" for n, m in sorted(result.peak_rss.items())))
 
 
@@ -121,8 +123,8 @@ async def measure(bootstrap: str, args: argparse.Namespace, summary: Summary) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=3_000, help="end-to-end backlog per worker count")
-    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--messages", type=int, default=2_000, help="end-to-end backlog per worker count")
+    parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--workers", type=lambda t: [int(p) for p in t.split(",")], default=[1, 2, 3])
     parser.add_argument("--stage-requests", type=int, default=5_000)
     parser.add_argument("--raw-records", type=int, default=20_000)
