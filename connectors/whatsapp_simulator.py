@@ -156,8 +156,8 @@ class _Outbox:
 
     @property
     def pending(self) -> int:
-        """Webhooks waiting to be posted."""
-        return len(self._heap)
+        """Webhooks waiting to be posted or being posted."""
+        return len(self._heap) + len(self._posting)
 
     def start(self) -> None:
         """Starts the posting task in the running loop."""
@@ -192,11 +192,10 @@ class _Outbox:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._heap and self._posting:
-                await asyncio.wait(self._posting)  # idle only once the posts in flight are done too
-                continue
             if not self._heap:
-                self._idle.set()
+                # Idle only once the posts in flight are done too (they settle it); a webhook queued meanwhile
+                # starts at once rather than after every post in flight has been answered.
+                self._settle()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -219,6 +218,12 @@ class _Outbox:
             _log.exception("webhook delivery failed")
         finally:
             self._slots.release()
+            self._posting.discard(asyncio.current_task())
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self._heap and not self._posting:
+            self._idle.set()
 
 
 class WhatsAppSimulator:

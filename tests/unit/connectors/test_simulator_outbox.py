@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from connectors.whatsapp import GRAPH_API_VERSION
-from connectors.whatsapp_simulator import DEFAULT_PHONE_NUMBER_ID, WhatsAppSimulator
+from connectors.whatsapp_simulator import DEFAULT_PHONE_NUMBER_ID, WhatsAppSimulator, _parser, config_from_args
 
 MESSAGES = 4
 
@@ -99,3 +99,8 @@ async def test_stop_drains_the_webhooks_in_flight() -> None:
     async with simulator_posting_to(receiver, webhook_concurrency=8) as simulator:
         await send(simulator, MESSAGES)
     assert len(receiver.statuses) == 3 * MESSAGES  # stop() drained the queue and the posts in flight
+
+
+def test_the_command_line_sets_the_webhook_concurrency() -> None:
+    assert config_from_args(_parser().parse_args(["--webhook-concurrency", "64"]), {}).webhook_concurrency == 64
+    assert config_from_args(_parser().parse_args([]), {}).webhook_concurrency == 1
