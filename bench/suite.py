@@ -28,7 +28,7 @@ __all__ = ["main"]
 REPLAY_MODULE = Path(__file__).with_name("replay_bench.py")
 WEBHOOK_RATE = re.compile(r"rate: ([\d,]+) acks/s")
 WEBHOOK_LATENCY = re.compile(r"latency: p50 ([\d.]+) ms, p99 ([\d.]+) ms")
-REPLAY_RATE = re.compile(r"([\d,]+(?:\.\d+)?) events/s")
+REPLAY_ROW = re.compile(r"^\| (\S+ into \S+) \| \**([\d,]+)", re.MULTILINE)
 
 
 @dataclass
@@ -99,13 +99,16 @@ def webhooks(bootstrap: str, requests: int, summary: Summary) -> None:
                                                                f"load {load()})")
 
 
-def replay(bootstrap: str, summary: Summary) -> None:
+def replay(bootstrap: str, events: int, summary: Summary) -> None:
+    """`bin/bench replay` (one run of each projection into RocksDB): events/s from its table's rows."""
     if not REPLAY_MODULE.exists():
         summary.add("replay events/s", "not measured: bench/replay_bench.py (bin/bench replay) is not on this branch")
         return
-    output = run_command("bench.replay_bench", [], bootstrap)
-    found = REPLAY_RATE.findall(output)
-    summary.add("replay events/s", f"{found[-1]} (load {load()})" if found else
+    output = run_command("bench.replay_bench", ["--events", str(events), "--repeat", "1", "--stores", "rocksdb"],
+                         bootstrap)
+    found = REPLAY_ROW.findall(output)
+    summary.add(f"replay events/s ({events:,}-event history, RocksDB)",
+                f"{'; '.join(f'{name}: {rate}' for name, rate in found)} (load {load()})" if found else
                 f"failed: {output.strip().splitlines()[-1:]}")
 
 
@@ -129,6 +132,7 @@ def main() -> None:
     parser.add_argument("--stage-requests", type=int, default=5_000)
     parser.add_argument("--raw-records", type=int, default=20_000)
     parser.add_argument("--webhook-requests", type=int, default=10_000)
+    parser.add_argument("--replay-events", type=int, default=100_000)
     args = parser.parse_args()
     print_machine()
     print(f"load average at start: {load()}", flush=True)
@@ -137,7 +141,7 @@ def main() -> None:
         print("| figure | value |\n| --- | --- |", flush=True)
         asyncio.run(measure(bootstrap, args, summary))
         webhooks(bootstrap, args.webhook_requests, summary)
-        replay(bootstrap, summary)
+        replay(bootstrap, args.replay_events, summary)
     summary.print()
 
 
