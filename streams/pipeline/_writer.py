@@ -194,7 +194,12 @@ class Writer:
         if slot is None or command["attempt"] != slot.message.attempt or slot.message.phase.value != "dispatching":
             return  # a stale or repeated outcome: the attempt it answers is already settled
         outcome = command["outcome"]
-        if outcome == Outcome.ACCEPTED:
+        if outcome != Outcome.ACCEPTED and slot.message.receipts:
+            # The provider's receipts overtook this answer (a timed-out call it took after all): they prove the
+            # send, so it is accepted under their provider id, never retried or sent elsewhere.
+            taken = next(iter(slot.message.receipts.values())).provider_message_id
+            self._accepted(row, slot, {**command, "provider_message_id": taken}, now, effects)
+        elif outcome == Outcome.ACCEPTED:
             self._accepted(row, slot, command, now, effects)
         elif outcome == "unknown":
             # The worker died during the call: wait for a receipt rather than risk sending it twice.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import pytest
+
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Effects, Writer
 from switchboard.config import PipelineConfig
@@ -170,6 +172,20 @@ def test_a_failed_receipt_of_another_send_does_not_undo_an_acceptance(config: Pi
     accepted = w.handle(row, outcome(job, "accepted", provider_message_id="wamid.7"), NOON + 2)
     assert "Message.FallbackTriggered" not in event_types(accepted)
     assert accepted.jobs == []
+
+
+@pytest.mark.parametrize("answer", ["retry_later", "unknown", "permanent_failure"])
+def test_receipts_that_overtake_a_failed_answer_make_it_an_acceptance_not_a_retry(
+        config: PipelineConfig, answer: str) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    read = {"kind": "receipt", "command_id": "rr", "contact_id": job["contact_id"], "message_id": job["message_id"],
+            "status": "read", "provider_message_id": "wamid.8", "at": NOON + 1}
+    assert event_types(w.handle(row, read, NOON + 1)) == ["Message.Read"]
+    late = w.handle(row, outcome(job, answer, maybe_sent=True), NOON + 4)
+    assert event_types(late) == ["Message.AcceptedByProvider"]
+    assert late.jobs == []
+    assert late.events[0].event.provider_message_id == "wamid.8"
 
 
 def test_default_quiet_hours_apply_in_the_recipients_own_zone(config: PipelineConfig) -> None:
