@@ -1,5 +1,5 @@
-"""The parts as separate processes (`switchboard run --role ...`) on one broker: a message completes end to end,
-and every process's /metrics shows the RED series of its stages with the traffic that passed."""
+"""The parts as separate processes (`switchboard run --role ...`) on one broker: a message sent through the API
+completes end to end, and every process's /metrics shows the RED series of its stages with the traffic that passed."""
 
 from __future__ import annotations
 
@@ -17,16 +17,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from aggregates import Message
+from aggregates._secrets import hash_secret
 from connectors.whatsapp import ENV_ACCESS_TOKEN, ENV_APP_SECRET
 from connectors.whatsapp_simulator import WhatsAppSimulator
-from projections.api import signed_get_headers
+from projections.api import signed_get_headers, signed_post_headers
 from switchboard.workers import WorkerProcess
-from tests.integration.pipeline_support import TENANT, request, send_commands, write_pipeline
+from tests.integration.pipeline_support import TENANT, write_pipeline
+from tests.integration.send_api_support import message
 
 SENDER = "105954558954427"  # the phone_number_id write_pipeline declares for WhatsApp
 ACCESS_TOKEN, APP_SECRET = "roles-access-token", "roles-app-secret"
-CLIENT, CLIENT_SECRET_ENV, CLIENT_SECRET = "reader-acme", "SB_TEST_ROLES_ACME", "roles-read-secret"
+CLIENT, CLIENT_SECRET_ENV, CLIENT_SECRET = "erp-acme", "SB_TEST_ROLES_ACME", "roles-signing-secret"
+API_KEY = "sbk_roles-api-key-0123456789"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -71,7 +73,8 @@ def parts(kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, simulator: W
         monkeypatch.setenv(name, value)
     config = write_pipeline(tmp_path, driver="whatsapp", settings=f'base_url = "{simulator.url}"')
     clients = tmp_path / "clients.json"
-    clients.write_text(json.dumps({CLIENT: {"tenant": TENANT, "secret_env": CLIENT_SECRET_ENV}}))
+    clients.write_text(json.dumps({CLIENT: {"tenant": TENANT, "secret_env": CLIENT_SECRET_ENV,
+                                            "api_key_hash": hash_secret(API_KEY)}}))
     common = ("--bootstrap", kafka_bootstrap, "--topic-prefix", unique_prefix, "--config", str(config),
               "--clients-file", str(clients))
     roles = [("receiver-1", "receiver"), ("receiver-2", "receiver"), ("pipeline", "pipeline"),
@@ -99,10 +102,7 @@ async def test_parts_as_separate_processes_complete_a_message_and_report_red_met
         running: dict[str, WorkerProcess[Role]]) -> None:
     receivers = [running["receiver-1"].config, running["receiver-2"].config]
     simulator.webhook_url = ",".join(f"{r.url}/webhooks/whatsapp" for r in receivers)  # they take turns
-    # POST /v1/messages is not on main yet (another branch adds it to `switchboard api`): the request command goes
-    # straight to sb.commands, as tests/integration/pipeline_support.py sends it.
-    await send_commands(kafka_bootstrap, unique_prefix, [request("roles-1", "roles-1")])
-    message_id = str(Message.create_id(TENANT, "roles-1"))
+    message_id = await _send(running["api"].config, message("roles-1"))
 
     row = await _until(lambda: _read_message(running["api"].config, message_id), running, "message read via API")
     assert row["status"] == "read"
@@ -125,6 +125,7 @@ async def test_parts_as_separate_processes_complete_a_message_and_report_red_met
     assert _has(scraped["normaliser"], "switchboard_consumer_lag")
     assert _has(scraped["pipeline"], "switchboard_consumer_lag")
     assert _value(scraped["api"], "switchboard_api_requests_total", route="/v1/messages/{id}", status="200") >= 1
+    assert _value(scraped["api"], "switchboard_api_requests_total", route="/v1/messages", status="202") == 1
     assert _value(scraped["api"], "switchboard_projection_events_applied_total", projection="message-status") >= 4
 
 
@@ -174,10 +175,23 @@ async def _all_ready(parts: dict[str, WorkerProcess[Role]]) -> Any:
     return True
 
 
+async def _send(api: Role, body: dict[str, Any]) -> str:
+    """POST /v1/messages, signed with the client's key: the message id of the 202."""
+    data = json.dumps(body).encode()
+    headers = {**signed_post_headers(CLIENT, CLIENT_SECRET, API_KEY, "/v1/messages", data),
+               "Idempotency-Key": "roles-1"}
+    async with aiohttp.ClientSession() as session, session.post(f"{api.url}/v1/messages", data=data,
+                                                                headers=headers) as answer:
+        accepted = await answer.json()
+        assert answer.status == 202, accepted
+    return str(accepted["message_id"])
+
+
 async def _read_message(api: Role, message_id: str) -> Any:
     path = f"/v1/messages/{message_id}"
-    async with aiohttp.ClientSession() as session, session.get(
-            URL(api.url + path, encoded=True), headers=signed_get_headers(CLIENT, CLIENT_SECRET, path)) as answer:
+    headers = {**signed_get_headers(CLIENT, CLIENT_SECRET, path), "X-Switchboard-Key": API_KEY}
+    async with aiohttp.ClientSession() as session, session.get(URL(api.url + path, encoded=True),
+                                                               headers=headers) as answer:
         if answer.status != 200:
             return None
         row = await answer.json()
