@@ -13,6 +13,7 @@ from connectors._ingest_sink import OutgoingRecord
 from schemas import Codec, SchemaViolation, UnknownEventType, event_id, route
 from schemas._registry import SchemaVersion
 from schemas._validate import Invalid
+from switchboard.tracing import current, record_headers
 
 __all__ = ["ALLOWED_FAMILY", "MAX_EVENTS", "EncodedEvent", "Submitted", "complete_event_id", "encode_events",
            "from_json", "parse_body"]
@@ -41,12 +42,14 @@ class EncodedEvent:
     topic: str
     key: str
     value: bytes
+    trace_id: str | None = None
 
     def record(self, topic_prefix: str, source: str) -> OutgoingRecord:
-        """The Kafka record; headers name type, id and source so tools can filter without decoding."""
+        """The Kafka record; headers name type, id and source so tools can filter without decoding, and carry the
+        trace (a child span of the request's; of the envelope's own trace when the client set another one)."""
         headers = (("event-type", self.event_type), ("event-id", self.event_id), ("source", source))
         return OutgoingRecord(topic_prefix + self.topic, self.key.encode(), self.value,
-                              tuple((name, value.encode()) for name, value in headers))
+                              (*((name, value.encode()) for name, value in headers), *record_headers(self.trace_id)))
 
 
 def parse_body(raw: bytes) -> list[Submitted]:
@@ -116,14 +119,16 @@ def _check_tenant(item: Submitted, tenant: str) -> None:
 
 def _encode(item: Submitted, schema: SchemaVersion, codec: Codec) -> EncodedEvent | dict[str, Any]:
     try:
-        event = complete_event_id(from_json(item.event, schema.expanded, ""))
+        event = complete_trace_id(complete_event_id(from_json(item.event, schema.expanded, "")))
         value = codec.encode(event, schema.event_type)
     except Invalid as bad:
         return _problem(item, bad.path, bad.problem)
     except SchemaViolation as bad:
         return _problem(item, bad.field, bad.problem)
     target = route(schema.event_type, event, codec.registry)
-    return EncodedEvent(schema.event_type, event["envelope"]["event_id"], target.topic, target.key, value)
+    envelope = event["envelope"]
+    return EncodedEvent(schema.event_type, envelope["event_id"], target.topic, target.key, value,
+                        envelope.get("trace_id"))
 
 
 def _problem(item: Submitted, field: str, problem: str) -> dict[str, Any]:
@@ -140,6 +145,15 @@ def complete_event_id(event: Any) -> Any:
     envelope["event_id"] = ""
     if isinstance(kind, str) and isinstance(aggregate, str) and isinstance(version, int):
         envelope["event_id"] = event_id(kind, aggregate, version)
+    return event
+
+
+def complete_trace_id(event: Any) -> Any:
+    """Fills a missing envelope.trace_id with the request's trace; a client's own trace id is kept."""
+    envelope = event.get("envelope") if isinstance(event, dict) else None
+    span = current()
+    if isinstance(envelope, dict) and not envelope.get("trace_id") and span is not None:
+        envelope["trace_id"] = span.trace_id
     return event
 
 

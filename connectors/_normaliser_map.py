@@ -26,7 +26,8 @@ from connectors._normaliser_templates import APPLIED_TEMPLATE_UPDATES, template_
 from connectors._privacy import mask_phone
 from connectors._results import Outcome, ProviderError
 from connectors.registry import get_driver
-from streams.pipeline import parse_reference
+from streams.pipeline import parse_reference, reference_trace
+from switchboard import tracing
 from switchboard.config import ChannelConfig, PipelineConfig
 
 __all__ = [
@@ -127,6 +128,10 @@ def receipt_command(item: ReceiptItem, classify: Callable[[ProviderError], Outco
         "contact_id": contact_id, "message_id": message_id, "status": RECEIPT_STATUSES[item.status],
         "provider_status": item.status.value, "provider_message_id": item.provider_message_id, "at": at,
     }
+    # The message's own trace when the reference carries it (the webhook's trace is linked in the record headers).
+    trace_id = reference_trace(item.message_id or "")
+    if trace_id is not None:
+        command["trace_id"] = trace_id
     if item.status is ReceiptStatus.FAILED:
         error = item.errors[0] if item.errors else None
         command["code"] = error.code if error else None
@@ -256,6 +261,8 @@ class ItemMapper:
             _log.debug("%s receipt %s at %s carries no reference of ours: skipped", driver_name, item.status.value,
                        source.pointer())
             return
+        with tracing.use(tracing.continuing(command.get("trace_id"))):
+            _log.info("%s receipt %s for message %s", driver_name, command["status"], command["message_id"])
         mapped.outputs.append(Output(OutputKind.COMMAND, command["contact_id"], command))
 
     def _inbound(self, mapped: Mapped, directory: ChannelDirectory, source: Source, driver_name: str,

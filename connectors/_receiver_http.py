@@ -21,6 +21,7 @@ from connectors._hub import SIGNATURE_HEADER, header_value
 from connectors._privacy import mask_phone
 from connectors._receiver_sinks import CONTENT_SHA256, RawWebhookSink
 from switchboard.observability import ACK_BUCKETS, Observability, StageMetrics
+from switchboard.tracing import record_headers
 
 __all__ = ["MAX_BODY_BYTES", "ReceiverConfig", "ReceiverMetrics", "handle_get", "handle_post", "json_errors"]
 
@@ -96,7 +97,8 @@ async def handle_post(request: web.Request) -> web.Response:
         await _keep_reject(sink, config, channel, refused, request, raw, received_at)
         return _error(refused.http_status, _reason(refused))
     headers = {"channel": channel, "received_at": received_at, "signature-verified": "true",
-               CONTENT_SHA256: hashlib.sha256(raw).hexdigest()}
+               CONTENT_SHA256: hashlib.sha256(raw).hexdigest(),
+               **{name: value.decode() for name, value in record_headers()}}  # the request's trace, child span
     with metrics.stage.observe():
         async with asyncio.timeout(config.write_timeout):
             await sink.accept(channel, raw, headers)

@@ -11,6 +11,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import aiohttp
 
 from connectors._errors import TransportError, TransportTimeout
+from switchboard.tracing import outgoing_headers
 
 __all__ = ["AiohttpTransport", "InMemoryTransport", "Transport", "TransportRequest", "TransportResponse"]
 
@@ -48,7 +49,9 @@ class AiohttpTransport:
         """Performs the request; a timeout may leave the request delivered, a refused connection does not."""
         session = self._ensure_session()
         try:
-            async with session.request(method, url, headers=dict(headers), data=body, timeout=self._timeout) as reply:
+            # The current trace travels with every call (W3C traceparent), so a provider's side can be joined up.
+            sent = {**outgoing_headers(), **headers}
+            async with session.request(method, url, headers=sent, data=body, timeout=self._timeout) as reply:
                 payload = await reply.read()
                 return TransportResponse(reply.status, dict(reply.headers), payload)
         except TimeoutError as error:

@@ -34,6 +34,7 @@ from connectors._ingest_sink import (
 from schemas import EVENT_TOPICS
 from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
+from switchboard.tracing import http_middleware
 
 __all__ = [
     "CLIENTS_ENV",
@@ -83,7 +84,7 @@ def ingest_app(producer_sink: EventSink, clients: IngestClients, *, topic_prefix
     service = IngestService(producer_sink, clients, topic_prefix, max_body_bytes, replay_window, write_timeout,
                             clock=clock or time.time, idempotency=idempotency or IdempotencyCache(),
                             stage=observability.stage("ingest"))
-    app = web.Application(middlewares=[HttpMetrics(observability.registry).middleware, json_errors])
+    app = web.Application(middlewares=[http_middleware, HttpMetrics(observability.registry).middleware, json_errors])
     app[STATE] = service
     app.router.add_post(EVENTS_PATH, handle_events)
     observability.add_routes(app)

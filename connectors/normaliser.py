@@ -34,6 +34,7 @@ from connectors._normaliser_map import (
 from connectors._receiver_sinks import RAW_TOPIC
 from streams.pipeline._runtime import Topics
 from streams.pipeline._templates import TemplateTopics
+from switchboard import tracing
 from switchboard.config import PipelineConfig, PipelineWatcher
 from switchboard.kafka_io import new_producer
 from switchboard.observability import ConsumerLag, Observability, kafka_reachable, serve_endpoints, until_stopped
@@ -121,6 +122,7 @@ class _Parsed:
     driver: str
     items: list[NormalizedItem]
     parked: Output | None = None
+    span: tracing.TraceParent | None = None  # the receiver's span of the webhook (a new trace when it has none)
 
 
 class Normaliser:
@@ -220,7 +222,7 @@ class Normaliser:
             await self._contacts.sync()  # every contact registered so far is known before a sender is looked up
         writes = []
         for one in parsed:
-            with self._stage.observe():
+            with self._stage.observe(), tracing.use(one.span):
                 mapped = Mapped([one.parked]) if one.parked else self._mapper.map(one.source, one.driver, one.items)
                 self.stats.count(mapped)
                 writes.extend([await self._send(output, one.source) for output in mapped.outputs])
@@ -230,15 +232,18 @@ class Normaliser:
         headers = {name: value.decode(errors="replace") for name, value in record.headers}
         source = Source(record.topic, record.partition, record.offset, record.key.decode() if record.key else None)
         driver = headers.get("channel", "")
+        span = tracing.from_record_headers(record.headers) or tracing.new_trace()
         try:
-            return _Parsed(source, driver, self._mapper.parse(driver, headers, record.value))
+            return _Parsed(source, driver, self._mapper.parse(driver, headers, record.value), span=span)
         except Unparseable as error:
-            _log.warning("raw webhook at %s parked: %s", source.pointer(), error)
-            return _Parsed(source, driver, [], dead_letter(source, driver or None, str(error)))
+            with tracing.use(span):
+                _log.warning("raw webhook at %s parked: %s", source.pointer(), error)
+            return _Parsed(source, driver, [], dead_letter(source, driver or None, str(error)), span)
 
     async def _send(self, output: Output, source: Source) -> asyncio.Future[Any]:
         producer = self._producer
         assert producer is not None
+        span = tracing.current()
         if output.kind is OutputKind.COMMAND:
             topic, value = self.config.topics.commands, output.value
         elif output.kind is OutputKind.TEMPLATE_COMMAND:
@@ -246,10 +251,14 @@ class Normaliser:
         else:
             topic, value = self.config.topics.deadletters, {**output.value, "at": time.time()}
             self.observability.counts.dead_letters.labels("normaliser").inc()
+        if span is not None and "trace_id" not in value:
+            value = {**value, "trace_id": span.trace_id}
         body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         # The raw record's position rides in a header, not the body: the command stays the same for every copy of
-        # a webhook posted twice (its id says it is one fact), while each copy names the bytes it came from.
-        headers = [(RAW_SOURCE_HEADER, json.dumps(source.pointer(), separators=(",", ":")).encode())]
+        # a webhook posted twice (its id says it is one fact), while each copy names the bytes it came from. A
+        # receipt of a traced message continues the message's trace; the webhook's span is linked in the headers.
+        headers = [(RAW_SOURCE_HEADER, json.dumps(source.pointer(), separators=(",", ":")).encode()),
+                   *tracing.record_headers(value.get("trace_id"))]
         future: asyncio.Future[Any] = await producer.send(topic, body, key=output.key.encode() if output.key else None,
                                                           headers=headers)
         return future

@@ -31,6 +31,7 @@ from connectors._receiver_sinks import (
 )
 from connectors.registry import get_driver
 from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
+from switchboard.tracing import http_middleware
 
 __all__ = [
     "CONTENT_SHA256",
@@ -57,7 +58,7 @@ def build_receiver_app(config: ReceiverConfig, sink: RawWebhookSink,
     observability = observability or Observability("receiver")
     if isinstance(sink, KafkaWebhookSink):
         observability.readiness.add("kafka", lambda: kafka_reachable(sink.client))
-    app = web.Application(middlewares=[HttpMetrics(observability.registry).middleware, json_errors])
+    app = web.Application(middlewares=[http_middleware, HttpMetrics(observability.registry).middleware, json_errors])
     app[CONFIG] = config
     app[SINK] = sink
     app[METRICS] = ReceiverMetrics(observability)

@@ -122,6 +122,7 @@ class SentMessage:
     recipient: str
     kind: str
     body: Mapping[str, Any]
+    traceparent: str | None = None  # the W3C trace context the sender's request carried, if any
 
 
 @dataclass(frozen=True)
@@ -339,7 +340,8 @@ class WhatsAppSimulator:
         await self._latency()
         try:
             accepted, receipts = self._decide(request.match_info["version"], request.match_info["phone_number_id"],
-                                              request.headers.get("Authorization"), raw)
+                                              request.headers.get("Authorization"), raw,
+                                              request.headers.get("traceparent"))
         except _Reply as reply:
             self.counters.rejected[reply.code] += 1
             return web.json_response(error_body(reply.code, reply.details, self._trace_id(),
@@ -361,7 +363,7 @@ class WhatsAppSimulator:
         return response
 
     def _decide(self, version: str, phone_number_id: str, authorization: str | None,
-                raw: bytes) -> tuple[SentMessage | None, list[dict[str, Any]]]:
+                raw: bytes, traceparent: str | None = None) -> tuple[SentMessage | None, list[dict[str, Any]]]:
         """The accepted message (None for mark-as-read) and its webhooks; _Reply for every refusal."""
         self._check_path(version, phone_number_id)
         self._check_auth(authorization)
@@ -384,7 +386,7 @@ class WhatsAppSimulator:
         failure = self._failure(phone_number_id, recipient, kind)
         if failure is not None and self.config.sync_failures:
             raise _Reply(*failure)
-        message = self._accept(phone_number_id, recipient, kind, body)
+        message = self._accept(phone_number_id, recipient, kind, body, traceparent)
         return message, self._receipts(message, failure)
 
     def _check_path(self, version: str, phone_number_id: str) -> None:
@@ -433,10 +435,11 @@ class WhatsAppSimulator:
         opened = self._last_inbound.get((phone_number_id, recipient))
         return opened is not None and time.time() - opened < self.config.window_seconds
 
-    def _accept(self, phone_number_id: str, recipient: str, kind: str, body: Mapping[str, Any]) -> SentMessage:
+    def _accept(self, phone_number_id: str, recipient: str, kind: str, body: Mapping[str, Any],
+                traceparent: str | None = None) -> SentMessage:
         self._count_throughput(phone_number_id)
         self._last_to_pair[(phone_number_id, recipient)] = asyncio.get_running_loop().time()
-        message = SentMessage(self._wamid(recipient), phone_number_id, recipient, kind, body)
+        message = SentMessage(self._wamid(recipient), phone_number_id, recipient, kind, body, traceparent)
         self.sent_messages.append(message)
         self.counters.sent += 1
         return message

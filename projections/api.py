@@ -29,6 +29,7 @@ from projections._message_status import message_key
 from switchboard.errors import SwitchboardError
 from switchboard.observability import until_stopped
 from switchboard.topics import ensure_topics
+from switchboard.tracing import http_middleware
 
 __all__ = ["API_KEY_HEADER", "SESSION_COOKIE", "ApiError", "ApiService", "ConsoleSessions", "LimitsError",
            "LimitsWatcher", "SendLog", "add_api_command", "api_app", "claims_topic_spec", "new_api_key",
@@ -47,7 +48,7 @@ def api_app(models: ReadModels, clients: IngestClients, *, follower: Follower | 
     auth = Authenticator(clients, sessions or ConsoleSessions(clock=clock), clock, limiter=limiter)
     service = ApiService(models, auth, throughput or Throughput(clock=clock), follower, ready_within,
                          today=today)
-    app = web.Application(middlewares=[observed, json_errors, answers])
+    app = web.Application(middlewares=[http_middleware, observed, json_errors, answers])
     app[SERVICE] = service
     app[SEND] = SendService(auth.gate, send_log, max_body_bytes,
                             status=lambda message_id: models.status.get(message_key(message_id)))

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from streams import _faust_fixes
 from streams.observability import StageMetrics, install_endpoints
+from switchboard import logs
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 
 
@@ -127,7 +128,9 @@ def service_worker(app: faust.App) -> faust.Worker:
     faust's terminal spinner sets the root logger to DEBUG so that it spins on every record, which makes
     every debug call on the hot path build a log record (profiled: a visible share of the worker's CPU).
     """
-    worker = faust.Worker(app, loglevel=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARN"), redirect_stdouts=False)
+    level = os.environ.get(logs.ENV_LEVEL, "WARN")
+    # Our handler (JSON lines with the trace, phone numbers masked) instead of faust's colour console.
+    worker = faust.Worker(app, loglevel=level, redirect_stdouts=False, logging_config=logs.dict_config(level))
     worker.spinner = None
     return worker
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+from switchboard import logs
 from switchboard.errors import SwitchboardError
 from switchboard.localkafka import cache_root, external_bootstrap, local_cluster
 
 Handler = Callable[[argparse.Namespace], int]
 
 
+# Commands a person runs at a terminal log text by default; every service (pipeline, receiver...) logs JSON lines.
+_TEXT_LOGS = frozenset({"kafka", "postgres", "demo", "config", "topics", "trace", "audit", "replay"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs one subcommand; user errors print one clear message, exit 2."""
+    argv = _configure_logs(list(sys.argv[1:] if argv is None else argv))
     args, rest = _parser().parse_known_args(argv)
     if rest and getattr(args, "handler", None) is not _simulator:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
@@ -28,8 +35,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _configure_logs(argv: list[str]) -> list[str]:
+    """Takes `--log-format` from anywhere on the command line and configures logging once, before anything logs."""
+    known, rest = _log_options().parse_known_args(argv)
+    command = next((word for word in rest if not word.startswith("-")), "")
+    logs.configure(known.log_format or os.environ.get(logs.ENV_FORMAT)
+                   or ("text" if command in _TEXT_LOGS else "json"))
+    return rest
+
+
+def _log_options(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--log-format", choices=logs.FORMATS,
+                        help="log lines as JSON objects (services' default) or text (console commands' default); "
+                             f"also {logs.ENV_FORMAT}; level from {logs.ENV_LEVEL}")
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    parser = _log_options(argparse.ArgumentParser(prog="switchboard", description=__doc__))
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_kafka(commands)
     _add_postgres(commands)

@@ -7,6 +7,7 @@ from streams.pipeline._commands import (
     check_command,
     check_job,
     parse_reference,
+    reference_trace,
     send_reference,
 )
 from streams.pipeline._dispatch import BreakerSettings, CircuitBreaker, Dispatcher, Limits, SenderState
@@ -31,5 +32,6 @@ __all__ = [
     "check_command",
     "check_job",
     "parse_reference",
+    "reference_trace",
     "send_reference",
 ]

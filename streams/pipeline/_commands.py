@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from switchboard.errors import SwitchboardError
+from switchboard.tracing import is_trace_id
 
 __all__ = [
     "COMMAND_KINDS",
@@ -17,6 +18,7 @@ __all__ = [
     "check_job",
     "parse_reference",
     "priority_rank",
+    "reference_trace",
     "send_reference",
 ]
 
@@ -54,21 +56,29 @@ class CommandError(SwitchboardError):
     """A record on a command topic that the pipeline cannot read; it goes to the dead letters with this reason."""
 
 
-def send_reference(contact_id: str, message_id: str) -> str:
+def send_reference(contact_id: str, message_id: str, trace_id: str | None = None) -> str:
     """The id a send carries to the provider (WhatsApp's biz_opaque_callback_data) and its receipts bring back.
 
     It names the contact as well as the message, so a receipt can be keyed to the writer's partition without a
-    lookup: `<contact id>.<message id>`, both UUIDs.
+    lookup: `<contact id>.<message id>`, both UUIDs; then `.<trace id>` when the message has a trace, so that the
+    normaliser continues the message's trace in the receipt commands (the provider's webhooks carry none).
     """
-    return f"{contact_id}.{message_id}"
+    reference = f"{contact_id}.{message_id}"
+    return f"{reference}.{trace_id}" if trace_id and is_trace_id(trace_id) else reference
 
 
 def parse_reference(reference: str) -> tuple[str, str] | None:
     """(contact id, message id) from a send reference; None if it is not one of ours."""
-    contact_id, dot, message_id = reference.partition(".")
-    if not dot or len(contact_id) != 36 or len(message_id) != 36:
+    parts = reference.split(".")
+    if len(parts) not in (2, 3) or len(parts[0]) != 36 or len(parts[1]) != 36:
         return None
-    return contact_id, message_id
+    return parts[0], parts[1]
+
+
+def reference_trace(reference: str) -> str | None:
+    """The trace id a send reference carries, if any (references made before tracing carry none)."""
+    parts = reference.split(".")
+    return parts[2] if len(parts) == 3 and parse_reference(reference) and is_trace_id(parts[2]) else None
 
 
 def check_command(value: Any) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def outcome_command(job: dict[str, Any], outcome: str, result: SendResult | None
     command: dict[str, Any] = {
         "kind": "outcome", "v": 1, "command_id": f"{job['message_id']}:{job['attempt']}:{outcome}",
         "contact_id": job["contact_id"], "message_id": job["message_id"], "attempt": job["attempt"],
-        "outcome": outcome, "sent_at": job.get("sent_at"),
+        "outcome": outcome, "sent_at": job.get("sent_at"), "trace_id": job.get("trace_id"),
     }
     if result is not None:
         command["provider_message_id"] = result.provider_message_id

@@ -77,8 +77,8 @@ def outbound(job: Mapping[str, Any], sender_address: str) -> OutboundMessage:
             or tuple(TextParam(text) for text in content["positional"]))
         header = _media(content["header"]) if content.get("header") else None
         body = Template(content["name"], content["language"], body=params, header=header)
-    return OutboundMessage(message_id=send_reference(job["contact_id"], job["message_id"]), sender=sender_address,
-                           recipient=job["address"], content=body)
+    reference = send_reference(job["contact_id"], job["message_id"], job.get("trace_id"))
+    return OutboundMessage(message_id=reference, sender=sender_address, recipient=job["address"], content=body)
 
 
 def _media(content: Mapping[str, Any]) -> Media:

@@ -27,6 +27,7 @@ from streams.pipeline._dispatch import BreakerSettings, Dispatcher, SenderState
 from streams.pipeline._drivers import DriverPool, limits_for, outbound
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Effects, Writer
+from switchboard import tracing
 from switchboard.config import PipelineConfig
 
 __all__ = ["Runtime", "Topics"]
@@ -113,13 +114,14 @@ class Runtime:
         if not isinstance(decoded, DecodedEvent):
             return  # an event type this worker does not know yet: not ours to act on
         envelope, record = decoded.payload["envelope"], decoded.payload
-        for trigger in self.config.triggers:
-            if trigger.event == decoded.event_type and trigger.tenant == envelope["tenant_id"]:
-                command = _trigger_command(trigger.name, decoded.event_type, record)
-                # Where the business event sits, so an audit can show the very record that fired the trigger.
-                command["source"] = {"topic": event.message.topic, "partition": event.message.partition,
-                                     "offset": event.message.offset}
-                pending.append(await self._send_command(command))
+        with tracing.use(tracing.from_record_headers(event.message.headers, envelope.get("trace_id"))):
+            for trigger in self.config.triggers:
+                if trigger.event == decoded.event_type and trigger.tenant == envelope["tenant_id"]:
+                    command = _trigger_command(trigger.name, decoded.event_type, record)
+                    # Where the business event sits, so an audit can show the very record that fired the trigger.
+                    command["source"] = {"topic": event.message.topic, "partition": event.message.partition,
+                                         "offset": event.message.offset}
+                    pending.append(await self._send_command(command))
 
     # -- the contact writer --------------------------------------------------------------------------------------
 
@@ -133,6 +135,11 @@ class Runtime:
 
     async def _write_one(self, event: EventT[Any], batch: _Batch) -> None:
         _as_current(event)
+        trace_id = event.value.get("trace_id") if isinstance(event.value, dict) else None
+        with tracing.use(tracing.from_record_headers(event.message.headers, trace_id)):
+            await self._write_checked(event, batch)
+
+    async def _write_checked(self, event: EventT[Any], batch: _Batch) -> None:
         try:
             command = check_command(event.value)
         except CommandError as error:
@@ -190,6 +197,12 @@ class Runtime:
 
     async def _admit_one(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]]) -> None:
         _as_current(event)
+        trace_id = event.value.get("trace_id") if isinstance(event.value, dict) else None
+        with tracing.use(tracing.from_record_headers(event.message.headers, trace_id)) as span:
+            await self._admit_checked(event, batch, touched, span)
+
+    async def _admit_checked(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]],
+                             span: tracing.TraceParent | None) -> None:
         try:
             job = check_job(event.value)
         except CommandError as error:
@@ -200,6 +213,8 @@ class Runtime:
             for key in self._index(self.sender_index, event, batch):
                 touched.setdefault(key, event)
             return
+        if span is not None:
+            job["traceparent"] = str(span)  # kept with the queued job: its send and outcome continue this span
         key = f"{job['channel']}/{job['sender']}"
         state: SenderState = self._row(self.senders, key, batch, SenderState)
         if event.message.offset <= state.applied_offset:
@@ -241,9 +256,16 @@ class Runtime:
             state, event = batch.rows[key]
             _as_current(event)
             self.dispatch_metrics.outcomes.labels(job["channel"], result.outcome.value).inc()
-            batch.pending.append(await self._send_command(self.dispatcher.settle(state, job, result, now)))
+            with tracing.use(_job_span(job)):
+                _log.info("message %s attempt %s via %s: %s", job["message_id"], job["attempt"], key,
+                          result.outcome.value)
+                batch.pending.append(await self._send_command(self.dispatcher.settle(state, job, result, now)))
 
     async def _send_one(self, key: str, job: dict[str, Any]) -> Any:
+        with tracing.use(_job_span(job)):  # the driver's log lines and its HTTP call to the provider carry the span
+            return await self._send_job(key, job)
+
+    async def _send_job(self, key: str, job: dict[str, Any]) -> Any:
         channel_id, sender_id = key.split("/", 1)
         channel = self.config.channel(channel_id)
         sender = channel.sender(sender_id) if channel is not None else None
@@ -302,25 +324,35 @@ class Runtime:
             topic = self.topics.message_events if isinstance(emitted.aggregate, Message) else \
                 self.topics.contact_events
             key = str(emitted.aggregate.contact_id if isinstance(emitted.aggregate, Message) else emitted.aggregate.id)
-            pending.append(await self._produce(topic, key, encode(record.event, record.event_type)))
+            pending.append(await self._produce(topic, key, encode(record.event, record.event_type),
+                                               emitted.trace_id))
         for job in effects.jobs:
-            pending.append(await self._produce(self.topics.dispatch, f"{job['channel']}/{job['sender']}", _json(job)))
+            pending.append(await self._produce(self.topics.dispatch, f"{job['channel']}/{job['sender']}", _json(job),
+                                               job.get("trace_id")))
         for letter in effects.dead_letters:
             pending.append(await self._dead_letter(letter.get("message_id") or letter.get("contact_id"), letter))
 
     async def _send_command(self, command: dict[str, Any]) -> Awaitable[Any]:
-        return await self._produce(self.topics.commands, str(command["contact_id"]), _json(command))
+        return await self._produce(self.topics.commands, str(command["contact_id"]), _json(command),
+                                   command.get("trace_id"))
 
     async def _send_command_soon(self, command: dict[str, Any]) -> Any:
         return await (await self._send_command(command))
 
     async def _dead_letter(self, key: str | None, letter: dict[str, Any]) -> Awaitable[Any]:
         self.dispatch_metrics.dead_letters.labels(str(letter.get("stage", "unknown"))).inc()
-        letter = {"worker": os.environ.get("SWITCHBOARD_WORKER", ""), "at": time.time(), **letter}
+        span = tracing.current()
+        letter = {"worker": os.environ.get("SWITCHBOARD_WORKER", ""), "at": time.time(),
+                  "trace_id": span.trace_id if span is not None else None, **letter}
+        _log.warning("dead letter from %s: %s", letter.get("stage"), letter.get("reason"))
         return await self._produce(self.topics.deadletters, key, _json(letter))
 
-    async def _produce(self, topic: str, key: str | None, value: bytes) -> Awaitable[Any]:
-        return await self.app.producer.send(topic, None if key is None else key.encode(), value, None, None, None)
+    async def _produce(self, topic: str, key: str | None, value: bytes, trace_id: str | None = None) -> Awaitable[Any]:
+        """Sends one record with its trace headers: a child span of the record being handled (of `trace_id`'s
+        trace when that is another one, e.g. a message's events while a receipt of a webhook's trace is applied)."""
+        headers = tracing.record_headers(trace_id)
+        return await self.app.producer.send(topic, None if key is None else key.encode(), value, None, None,
+                                            headers or None)
 
 
 def _trigger_command(trigger: str, event_type: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -337,6 +369,12 @@ def _cause(command: dict[str, Any], event: EventT[Any]) -> str:
     if command.get("command_id"):
         return str(command["command_id"])
     return f"tick:{event.message.topic}-{event.message.partition}@{event.message.offset}"
+
+
+def _job_span(job: dict[str, Any]) -> tracing.TraceParent | None:
+    """The span a queued job was admitted in (or a new span of its trace, for a job queued before tracing)."""
+    span = tracing.parse(job.get("traceparent"))
+    return span if span is not None else tracing.from_record_headers(None, job.get("trace_id"))
 
 
 def _busy(state: SenderState) -> bool:

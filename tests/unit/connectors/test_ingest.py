@@ -24,6 +24,7 @@ from connectors.ingest import (
     signed_headers,
 )
 from schemas import DecodedEvent, decode, event_id
+from switchboard import tracing
 from switchboard.kafka_io import MURMUR2_PARTITIONER
 from switchboard.observability import Observability
 
@@ -95,8 +96,11 @@ async def test_a_signed_event_is_produced_keyed_by_aggregate_before_202() -> Non
         assert decoded.event_type == "OrderPlaced"
         assert decoded.payload["envelope"]["event_id"] == expected_id
         assert decoded.payload["envelope"]["occurred_at"].isoformat() == "2026-03-01T09:30:00.250000+00:00"
-        assert dict(record.headers) == {"event-type": b"OrderPlaced", "event-id": expected_id.encode(),
-                                        "source": b"client:erp-1"}
+        headers = dict(record.headers)
+        span = tracing.parse(headers.pop(tracing.HEADER))
+        assert span is not None and span.trace_id == decoded.payload["envelope"]["trace_id"]
+        assert headers.pop(tracing.PARENT_HEADER) != span.span_id.encode()
+        assert headers == {"event-type": b"OrderPlaced", "event-id": expected_id.encode(), "source": b"client:erp-1"}
 
 
 async def test_a_batch_is_produced_in_order_and_answered_in_order() -> None:
