@@ -34,7 +34,7 @@ from connectors._ingest_sink import (
 from schemas import EVENT_TOPICS
 from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
-from switchboard.tracing import http_middleware
+from switchboard.tracing import AccessLogger, http_middleware
 
 __all__ = [
     "CLIENTS_ENV",
@@ -103,7 +103,8 @@ async def run_ingest(bootstrap: str, clients: IngestClients, *, host: str = "127
     before the port opens."""
     await ensure_topics(bootstrap, [business_topic_spec(prefix, partitions, replication)])
     async with KafkaEventSink(bootstrap) as sink:
-        runner = web.AppRunner(ingest_app(sink, clients, topic_prefix=prefix), shutdown_timeout=5.0)
+        runner = web.AppRunner(ingest_app(sink, clients, topic_prefix=prefix), shutdown_timeout=5.0,
+                               access_log_class=AccessLogger)
         try:
             await runner.setup()
             await web.TCPSite(runner, host, port).start()

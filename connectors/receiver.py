@@ -31,7 +31,7 @@ from connectors._receiver_sinks import (
 )
 from connectors.registry import get_driver
 from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
-from switchboard.tracing import http_middleware
+from switchboard.tracing import AccessLogger, http_middleware
 
 __all__ = [
     "CONTENT_SHA256",
@@ -82,7 +82,8 @@ async def run_receiver(bootstrap: str, *, host: str = "127.0.0.1", port: int = 8
     drivers = drivers_from_environment(channels)
     sink = KafkaWebhookSink(bootstrap, prefix=prefix, partitions=partitions)
     await sink.start()
-    runner = web.AppRunner(build_receiver_app(ReceiverConfig(drivers), sink), shutdown_timeout=5.0)
+    runner = web.AppRunner(build_receiver_app(ReceiverConfig(drivers), sink), shutdown_timeout=5.0,
+                           access_log_class=AccessLogger)
     try:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

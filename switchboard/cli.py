@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_ingest(commands)
     _add_api(commands)
     _add_run(commands)
+    _add_trace(commands)
     simulator = commands.add_parser("simulator", add_help=False,
                                     help="run the WhatsApp Cloud API simulator (`switchboard simulator --help`)")
     simulator.set_defaults(handler=_simulator)
@@ -367,6 +368,35 @@ def _ingest(args: argparse.Namespace) -> int:
     asyncio.run(run_ingest(bootstrap, clients, host=args.host, port=args.port, prefix=args.topic_prefix,
                            partitions=streams.partitions, replication=streams.replication))
     return 0
+
+
+def _add_trace(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    trace = commands.add_parser("trace", help="show every record of one trace across the topics, in time order")
+    trace.add_argument("trace_id", metavar="TRACE_ID", help="32 hex digits (a traceparent's second field, or a log "
+                                                            "line's trace_id); a whole traceparent works too")
+    trace.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    trace.add_argument("--topic-prefix", default="", help="prefix of the topics (tests use a unique one)")
+    trace.add_argument("--json", action="store_true", help="the records as a JSON list instead of a table")
+    trace.set_defaults(handler=_trace)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from switchboard._trace_scan import check_trace_id, render, scan_trace
+
+    trace_id = check_trace_id(args.trace_id)  # before any network: a typo is a clear error, not a long scan
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+
+    def progress(read: int, total: int) -> None:
+        print(f"\rscanned {read:,} of {total:,} records", end="", file=sys.stderr, flush=True)
+
+    steps = asyncio.run(scan_trace(bootstrap, trace_id, args.topic_prefix, progress))
+    print(file=sys.stderr)
+    print(render(steps, args.json))
+    return 0 if steps else 1
 
 
 if __name__ == "__main__":

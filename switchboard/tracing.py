@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger as _AiohttpAccessLogger
 
 __all__ = [
     "HEADER",
     "LINK_HEADER",
     "PARENT_HEADER",
     "REQUEST_SPAN",
+    "AccessLogger",
     "TraceParent",
     "continuing",
     "current",
@@ -192,3 +194,13 @@ async def http_middleware(request: web.Request,
         response.headers[HEADER] = str(span)
     return response
 
+
+
+class AccessLogger(_AiohttpAccessLogger):
+    """aiohttp's access log line, written in the span that served the request (it is logged after the handler,
+    outside the middleware's context): `web.AppRunner(app, access_log_class=AccessLogger)`."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        span = request.get(REQUEST_SPAN) if isinstance(request, web.Request) else None
+        with use(span):
+            super().log(request, response, time)
