@@ -98,7 +98,8 @@ async def test_a_signed_event_is_produced_keyed_by_aggregate_before_202() -> Non
         assert decoded.payload["envelope"]["occurred_at"].isoformat() == "2026-03-01T09:30:00.250000+00:00"
         headers = dict(record.headers)
         span = tracing.parse(headers.pop(tracing.HEADER))
-        assert span is not None and span.trace_id == decoded.payload["envelope"]["trace_id"]
+        assert span is not None
+        assert span.trace_id == decoded.payload["envelope"]["trace_id"]
         assert headers.pop(tracing.PARENT_HEADER) != span.span_id.encode()
         assert headers == {"event-type": b"OrderPlaced", "event-id": expected_id.encode(), "source": b"client:erp-1"}
 
