@@ -122,7 +122,7 @@ class _Parsed:
     driver: str
     items: list[NormalizedItem]
     parked: Output | None = None
-    span: tracing.TraceParent | None = None  # the receiver's span of the webhook (a new trace when it has none)
+    span: tracing.TraceParent | None = None  # the receiver's span of the webhook
 
 
 class Normaliser:
@@ -232,7 +232,9 @@ class Normaliser:
         headers = {name: value.decode(errors="replace") for name, value in record.headers}
         source = Source(record.topic, record.partition, record.offset, record.key.decode() if record.key else None)
         driver = headers.get("channel", "")
-        span = tracing.from_record_headers(record.headers) or tracing.new_trace()
+        # Records written before tracing (or by hand) have none; no new trace then, so that normalising the log again
+        # yields the very same commands.
+        span = tracing.from_record_headers(record.headers)
         try:
             return _Parsed(source, driver, self._mapper.parse(driver, headers, record.value), span=span)
         except Unparseable as error:
@@ -251,8 +253,10 @@ class Normaliser:
         else:
             topic, value = self.config.topics.deadletters, {**output.value, "at": time.time()}
             self.observability.counts.dead_letters.labels("normaliser").inc()
-        if span is not None and "trace_id" not in value:
+        if output.kind is OutputKind.DEAD_LETTER and span is not None:
             value = {**value, "trace_id": span.trace_id}
+        # Commands keep the webhook's trace in their headers only: the same item delivered twice, or normalised
+        # again, must give the very same command (a receipt's value names only its message's own trace).
         body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         # The raw record's position rides in a header, not the body: the command stays the same for every copy of
         # a webhook posted twice (its id says it is one fact), while each copy names the bytes it came from. A

@@ -141,7 +141,7 @@ class Runtime:
 
     async def _write_checked(self, event: EventT[Any], batch: _Batch) -> None:
         try:
-            command = check_command(event.value)
+            command = _traced(check_command(event.value))
         except CommandError as error:
             batch.pending.append(await self._dead_letter(None, {"stage": "writer", "reason": str(error),
                                                                  "record": _printable(event.value)}))
@@ -316,16 +316,17 @@ class Runtime:
         self._store(self.senders, self.sender_index, batch)
 
     async def _ship(self, effects: Effects, pending: Pending, cause: str | None = None) -> None:
+        span = tracing.current()
         for emitted in effects.events:
             if isinstance(emitted.event, Message.RetryScheduled):
                 self.dispatch_metrics.retries.labels("writer").inc()
-            trace = TraceContext(trace_id=emitted.trace_id, causation_id=cause)
-            record = to_record(emitted.aggregate, emitted.event, trace)
+            # An event of a message without a trace of its own belongs to the trace of the record that caused it.
+            trace_id = emitted.trace_id or (span.trace_id if span is not None else None)
+            record = to_record(emitted.aggregate, emitted.event, TraceContext(trace_id=trace_id, causation_id=cause))
             topic = self.topics.message_events if isinstance(emitted.aggregate, Message) else \
                 self.topics.contact_events
             key = str(emitted.aggregate.contact_id if isinstance(emitted.aggregate, Message) else emitted.aggregate.id)
-            pending.append(await self._produce(topic, key, encode(record.event, record.event_type),
-                                               emitted.trace_id))
+            pending.append(await self._produce(topic, key, encode(record.event, record.event_type), trace_id))
         for job in effects.jobs:
             pending.append(await self._produce(self.topics.dispatch, f"{job['channel']}/{job['sender']}", _json(job),
                                                job.get("trace_id")))
@@ -369,6 +370,15 @@ def _cause(command: dict[str, Any], event: EventT[Any]) -> str:
     if command.get("command_id"):
         return str(command["command_id"])
     return f"tick:{event.message.topic}-{event.message.partition}@{event.message.offset}"
+
+
+def _traced(command: dict[str, Any]) -> dict[str, Any]:
+    """The command with the trace of its record's headers when its value names none (a producer that sets only the
+    header, e.g. an API using the HTTP middleware): a new message then belongs to the request's trace."""
+    span = tracing.current()
+    if command.get("trace_id") or span is None or command.get("kind") == "tick":
+        return command
+    return {**command, "trace_id": span.trace_id}
 
 
 def _job_span(job: dict[str, Any]) -> tracing.TraceParent | None:
