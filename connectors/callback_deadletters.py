@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from connectors.callbacks import DeadLetter
 from switchboard.kafka_io import new_producer
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
+from switchboard.tracing import record_headers
 
 DEAD_LETTER_TOPIC = "sb.deadletters"
 
@@ -48,5 +49,5 @@ class KafkaDeadLetterSink:
         if self._producer is None:
             raise RuntimeError("KafkaDeadLetterSink.put before start()")
         body = json.dumps(dead_letter_document(letter), sort_keys=True, separators=(",", ":")).encode()
-        headers = [("cause", str(letter.cause).encode()), ("kind", b"status-callback")]
+        headers = [("cause", str(letter.cause).encode()), ("kind", b"status-callback"), *record_headers()]
         await self._producer.send_and_wait(self.topic, body, key=letter.event.message_id.encode(), headers=headers)

@@ -23,6 +23,7 @@ from connectors.callback_deadletters import DEAD_LETTER_TOPIC, KafkaDeadLetterSi
 from connectors.callbacks import CallbackDispatcher, DeadLetterSink
 from schemas import EVENT_TOPICS, CodecError, UnknownEvent, decode
 from streams.policies.backoff import RetryPolicy
+from switchboard import tracing
 from switchboard.observability import ConsumerLag, Observability, kafka_reachable, serve_endpoints, until_stopped
 
 __all__ = [
@@ -180,7 +181,8 @@ class CallbackFeeder:
         tp = TopicPartition(record.topic, record.partition)
         self.stats.records += 1
         self._offsets.start(tp, record.offset)
-        task = self._route(record)
+        with tracing.use(tracing.from_record_headers(record.headers)):  # the delivery task inherits the event's span
+            task = self._route(record)
         if task is None:
             self._offsets.finish(tp, record.offset)
             return
