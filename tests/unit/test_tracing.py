@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp import web
@@ -10,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from streams.pipeline import parse_reference, reference_trace, send_reference
 from switchboard import tracing
-from switchboard._trace_scan import check_trace_id
+from switchboard._trace_scan import TraceStep, check_trace_id, render
 from switchboard.errors import SwitchboardError
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -150,3 +151,15 @@ async def test_the_middleware_continues_or_starts_a_trace_and_answers_with_it() 
     assert failed.status == 400
     assert tracing.parse(failed.headers[tracing.HEADER]).trace_id == TRACE  # type: ignore[union-attr]
     assert tracing.current() is None
+
+
+def test_the_trace_table_names_each_record_and_how_it_was_found() -> None:
+    steps = [TraceStep("2026-03-01T09:30:00.000+00:00", "sb.events.business", "2@7", "OrderPlaced", "o-1", SPAN,
+                       "1111111111111111", "traceparent"),
+             TraceStep("2026-03-01T09:30:02.000+00:00", "sb.commands", "0@3", "receipt", "c-1", SPAN, None, "link")]
+    table = render(steps).splitlines()
+    assert table[0].split() == ["2026-03-01T09:30:00.000+00:00", "sb.events.business", "2@7", "OrderPlaced", "span",
+                                SPAN, "parent", "1111111111111111", "key", "o-1"]
+    assert table[1].endswith("(link)")
+    assert [step["position"] for step in json.loads(render(steps, as_json=True))] == ["2@7", "0@3"]
+    assert render([]) == "no record carries this trace"
