@@ -45,7 +45,7 @@ def _configure_logs(argv: list[str]) -> list[str]:
 
 
 def _log_options(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(add_help=False)
+    parser = parser or argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--log-format", choices=logs.FORMATS,
                         help="log lines as JSON objects (services' default) or text (console commands' default); "
                              f"also {logs.ENV_FORMAT}; level from {logs.ENV_LEVEL}")
