@@ -39,8 +39,10 @@ def _configure_logs(argv: list[str]) -> list[str]:
     """Takes `--log-format` from anywhere on the command line and configures logging once, before anything logs."""
     known, rest = _log_options().parse_known_args(argv)
     command = next((word for word in rest if not word.startswith("-")), "")
-    logs.configure(known.log_format or os.environ.get(logs.ENV_FORMAT)
-                   or ("text" if command in _TEXT_LOGS else "json"))
+    console = command in _TEXT_LOGS
+    # A console command shows warnings only (its output is what was asked for; libraries' INFO lines would mix in).
+    logs.configure(known.log_format or os.environ.get(logs.ENV_FORMAT) or ("text" if console else "json"),
+                   os.environ.get(logs.ENV_LEVEL) or ("WARNING" if console else "INFO"))
     return rest
 
 
