@@ -14,6 +14,7 @@ from typing import Any, Final
 from aggregates import Channel, Contact, Message, MessageCategory
 from projections._api_reads import ApiError
 from streams.pipeline._commands import COMMAND_VERSION, PRIORITIES
+from switchboard import tracing
 
 __all__ = ["MAX_BATCH", "SendRequest", "body_digest", "parse_json", "parse_message"]
 
@@ -82,7 +83,14 @@ def _command(spec: Mapping[str, Any], tenant: str, client_id: str, pipeline_key:
                                        "not_after") if k in spec}}
     return {"kind": "request", "v": COMMAND_VERSION, "command_id": f"api:{message_id}", "tenant": tenant,
             "contact_id": contact_id, "contact": contact, "message": message, "requested_by": f"api:{client_id}",
-            "trace_id": uuid.UUID(message_id).hex}  # a W3C trace id (32 hex digits): one trace per message
+            "trace_id": _trace_id(message_id)}
+
+
+def _trace_id(message_id: str) -> str:
+    """The request's trace (from its traceparent, or the one the API started for it), so the message's every
+    record joins the caller's trace; outside a request, a trace of the message's own."""
+    span = tracing.current()
+    return span.trace_id if span is not None else uuid.UUID(message_id).hex
 
 
 def _problems(spec: Mapping[str, Any]) -> list[dict[str, str]]:

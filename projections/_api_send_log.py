@@ -14,6 +14,7 @@ from aiokafka.structs import TopicPartition
 
 from connectors._ingest_sink import EventSink, OutgoingRecord, Placement
 from schemas import EVENT_TOPICS, DecodedEvent, decode
+from switchboard import tracing
 from switchboard.topics import TopicSpec
 
 __all__ = ["CLAIMS_TOPIC", "COMMANDS_TOPIC", "OUTCOMES", "Claim", "SendLog", "claims_topic_spec"]
@@ -79,7 +80,8 @@ class SendLog:
 
     async def command(self, records: Sequence[tuple[str, dict[str, Any]]]) -> list[Placement]:
         """Writes `request` commands keyed by contact id; returns once the broker has them all (acks=all)."""
-        return await self.sink.produce([OutgoingRecord(self.commands_topic, key.encode(), json.dumps(value).encode())
+        return await self.sink.produce([OutgoingRecord(self.commands_topic, key.encode(), json.dumps(value).encode(),
+                                                       tuple(tracing.record_headers(value.get("trace_id"))))
                                         for key, value in records])
 
     def expect(self, message_id: str) -> asyncio.Future[dict[str, Any]]:

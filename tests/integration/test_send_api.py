@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,42 @@ async def test_a_synchronous_send_answers_the_outcome_and_a_repeat_is_still_one_
                                   lambda per: terminal_count(per.get(sync[1]["message_id"], [])) >= 1)
     assert types(events[sync[1]["message_id"]]).count("MessageRequested") == 1
     assert sum(1 for per in events.values() for t in types(per) if t == "MessageRequested") == 2  # warm-up, sync
+
+
+async def test_a_send_joins_the_callers_trace_in_its_answer_and_its_command(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path) -> None:
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with serving(kafka_bootstrap, unique_prefix, tmp_path) as api:
+        status, body, headers = await api.post("/v1/messages", message(ref="traced"), idempotency_key="traced",
+                                               headers={"traceparent": caller})
+    assert status == 202, body
+    assert headers["traceparent"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    [(value, record_headers)] = [(v, h) for v, h in await _commands(kafka_bootstrap, unique_prefix)
+                                 if v["command_id"] == f"api:{body['message_id']}"]
+    assert value["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert record_headers["traceparent"].decode().split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def _commands(bootstrap: str, prefix: str) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
+    """Every record on the commands topic so far: (JSON value, headers)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    from projections._runner import end_offsets
+
+    topic = prefix + "sb.commands"
+    ends = await end_offsets(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[tuple[dict[str, Any], dict[str, bytes]]] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            while await consumer.position(tp) < ends[tp.partition]:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    found.append((json.loads(record.value), dict(record.headers)))
+    finally:
+        await consumer.stop()
+    return found
