@@ -41,16 +41,21 @@ class TopicLog:
         await consumer.start()
         self._consumer = consumer
         parts = await self._partitions()
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
+        if parts:
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
 
     async def _partitions(self) -> list[TopicPartition]:
+        """The topic's partitions; none when it does not exist (after a few metadata refreshes)."""
         assert self._consumer is not None
         ids = self._consumer.partitions_for_topic(self.topic)
-        while not ids:  # metadata for a topic just created may take a round trip
+        for _ in range(5):  # metadata for a topic just created may take a round trip
+            if ids:
+                break
             await self._consumer._client.force_metadata_update()  # aiokafka has no public refresh
+            await asyncio.sleep(0.2)
             ids = self._consumer.partitions_for_topic(self.topic)
-        return [TopicPartition(self.topic, p) for p in sorted(ids)]
+        return [TopicPartition(self.topic, p) for p in sorted(ids or ())]
 
     def follow(self) -> None:
         """Keeps reading in the background until `stop`."""
@@ -62,6 +67,9 @@ class TopicLog:
 
     async def _poll(self) -> None:
         assert self._consumer is not None
+        if not self._consumer.assignment():
+            await asyncio.sleep(0.5)  # a topic that does not exist (yet): nothing to read
+            return
         try:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
         except KafkaError:  # a broker going away mid-fetch (the broker-restart scenario): asked again next round
@@ -78,6 +86,8 @@ class TopicLog:
         """Reads (when not following) until every partition's end offset of this moment is behind us."""
         assert self._consumer is not None
         parts = await self._partitions()
+        if not parts:
+            return self.records
         ends = await self._consumer.end_offsets(parts)
         while not await self._reached(ends):
             if self._task is None:

@@ -24,7 +24,7 @@ class Sizes:
 
     @property
     def timeout(self) -> float:
-        return max(180.0, self.messages / 40)  # generous: a loaded 2-core machine runs ~100-250 messages/s
+        return max(300.0, self.messages / 40)  # generous: a loaded 2-core machine runs ~100-250 messages/s
 
 
 Scenario = Callable[[Platform, Sizes], Awaitable[None]]

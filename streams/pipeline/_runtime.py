@@ -111,8 +111,11 @@ class Runtime:
             pending.append(await self._dead_letter(None, {"stage": "triggers", "reason": f"undecodable: {error}",
                                                           "source": _source(event)}))
             return
-        if not isinstance(decoded, DecodedEvent):
-            return  # an event type this worker does not know yet: not ours to act on
+        if not isinstance(decoded, DecodedEvent):  # a schema id this worker does not know: parked, not skipped,
+            # so a trigger it should fire can be replayed once the worker knows the type
+            pending.append(await self._dead_letter(None, {"stage": "triggers", "reason": decoded.reason,
+                                                          "source": _source(event)}))
+            return
         envelope, record = decoded.payload["envelope"], decoded.payload
         for trigger in self.config.triggers:
             if trigger.event == decoded.event_type and trigger.tenant == envelope["tenant_id"]:
@@ -363,6 +366,9 @@ def _source(event: EventT[Any]) -> dict[str, Any]:
 
 
 def _printable(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):  # a raw record that is not a command: its text, bounded
-        return bytes(value[:2000]).decode(errors="replace")
+    if isinstance(value, bytes | bytearray):  # a raw record that is not a command: its JSON, else its text
+        try:
+            return json.loads(value)
+        except ValueError:
+            return bytes(value[:2000]).decode(errors="replace")
     return value if isinstance(value, dict | list | str | int | float) or value is None else repr(value)[:2000]
