@@ -22,8 +22,8 @@ from switchboard.localpg import LocalPostgres, local_postgres
 # Full sizes: the SIGKILL run is the 50,000 messages; the others are sized to take a few minutes each.
 FULL = {"worker-sigkill": 50_000, "broker-restart": 5_000, "postgres-restart": 5_000, "simulator-faults": 2_000,
         "poison": 1_000, "state-loss": 5_000}
-QUICK = {"worker-sigkill": 400, "broker-restart": 400, "postgres-restart": 400, "simulator-faults": 150,
-         "poison": 150, "state-loss": 300}
+QUICK = {"worker-sigkill": 300, "broker-restart": 400, "postgres-restart": 400, "simulator-faults": 100,
+         "poison": 100, "state-loss": 200}
 KAFKA_PORT, HA_PORT, POSTGRES_PORT = 27092, 27192, 27432  # the suite's own; below the ephemeral range
 
 
@@ -64,7 +64,8 @@ def _run_all(names: list[str], sizes: dict[str, int], args: argparse.Namespace) 
     directory = Path(tempfile.mkdtemp(prefix="sb-faults-"))
     reports = []
     with ExitStack() as stack:
-        bootstrap = external_bootstrap() or _started(stack, local_cluster("faults", base_port=args.kafka_port))
+        single = local_cluster(f"faults-{args.kafka_port}", base_port=args.kafka_port)
+        bootstrap = external_bootstrap() or _started(stack, single)
         cluster = _ha(stack, args.ha_port) if "broker-restart" in names else None
         postgres = _postgres(stack, args.postgres_port) if "postgres-restart" in names else None
         env = Environment(bootstrap, directory, cluster, postgres)
@@ -92,13 +93,13 @@ def _started(stack: ExitStack, cluster: LocalCluster) -> str:
 
 
 def _ha(stack: ExitStack, port: int) -> LocalCluster:
-    cluster = local_cluster("faults-ha", brokers=3, base_port=port)
+    cluster = local_cluster(f"faults-ha-{port}", brokers=3, base_port=port)
     _started(stack, cluster)
     return cluster
 
 
 def _postgres(stack: ExitStack, port: int) -> LocalPostgres:
-    server = local_postgres("faults", port=port)
+    server = local_postgres(f"faults-{port}", port=port)
     server.stop()
     shutil.rmtree(server.directory, ignore_errors=True)
     stack.callback(server.stop)

@@ -97,13 +97,13 @@ async def postgres_restart(platform: Platform, sizes: Sizes, server: LocalPostgr
     await asyncio.to_thread(server.start)
     await sinks.kill()  # those that lost their server have exited; the others are killed
     await sinks.start()
-    platform.ledger.faults["fault"] = (f"both sinks SIGKILLed (mid-batch of 200) at {sizes.messages // 4:,}+ "
-                                       f"settled, restarted; PostgreSQL stopped at {stopped_at:,} and started, "
-                                       "sinks restarted")
+    platform.ledger.faults["fault"] = (f"both sinks SIGKILLed while applying batches of 200, at "
+                                       f"{sizes.messages // 4:,}+ settled, restarted; PostgreSQL stopped at "
+                                       f"{stopped_at:,} settled and started, sinks restarted")
     await platform.until_settled(sizes.messages, sizes.timeout)
+    platform.ledger.figures["sink processes killed"] = sinks.kills
     await sinks.caught_up(sizes.timeout)
     await sinks.kill()
-    platform.ledger.figures["sink processes killed"] = sinks.kills
     verified, replays = await sinks.verify()
     platform.ledger.figures.update(replays)
     return verified

@@ -10,6 +10,10 @@ import pytest
 
 from bench.faults import QUICK, Environment, Report, run_scenario
 
+# Each scenario starts its own worker (and receiver and normaliser) and waits for a few hundred messages to settle;
+# on a 2-core machine shared with other suites that can exceed the default 300 s.
+pytestmark = pytest.mark.timeout(600)
+
 
 async def _run(name: str, bootstrap: str, directory: Path) -> Report:
     report = await run_scenario(name, QUICK[name], Environment(bootstrap, directory))
@@ -34,7 +38,8 @@ async def test_simulator_faults_end_every_message_once_with_each_receipt_once(ka
                                                                              tmp_path: Path) -> None:
     report = await _run("simulator-faults", kafka_bootstrap, tmp_path)
     receipts = report.tally["receipt statuses (once each)"]
-    assert receipts["read"] > 0 and receipts["sent"] >= receipts["read"]
+    assert receipts["read"] > 0
+    assert receipts["sent"] >= receipts["read"]
     assert "refused {" in report.tally["simulator"]  # the faults really happened: some sends were refused
 
 

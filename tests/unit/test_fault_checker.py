@@ -3,7 +3,6 @@ record, a refusal missing from sb.rejects, a receipt applied twice; and passes a
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -62,7 +61,7 @@ def test_a_request_parked_on_the_dead_letters_is_accounted_for() -> None:
 
 def test_two_terminal_states_or_two_events_for_one_version_are_violations() -> None:
     doubled = _history("m-1", "MessageRequested", "MessageAcceptedByProvider", "MessageDeadLettered")
-    clash = _history("m-2", "MessageRequested") + [_event("MessageSuppressed", "m-2", 1)]
+    clash = [*_history("m-2", "MessageRequested"), _event("MessageSuppressed", "m-2", 1)]
     report = _terminal_report(doubled + clash, {"m-1": "k1", "m-2": "k2"})
     assert any("2 terminal events" in v for v in report.violations)
     assert any("two events for one version" in v for v in report.violations)
@@ -97,4 +96,3 @@ def test_a_receiver_refusal_needs_its_record_with_a_reason_on_the_rejects_topic(
 def test_the_report_prints_a_verdict_and_a_row_per_figure() -> None:
     report = Report("demo", {"requests": 1200, "terminal states": {"accepted": 1200}})
     assert report.lines() == ["== demo: PASS", "  requests         1,200", "  terminal states  accepted 1,200"]
-    assert asyncio.iscoroutinefunction(fold) is False

@@ -20,7 +20,8 @@ def test_a_command_as_raw_json_bytes_reads_like_the_parsed_one(check: object) ->
 
 @pytest.mark.parametrize("check", [check_command, check_job, check_template_command])
 @pytest.mark.parametrize(("raw", "reason"), [(b"\xffnot json", "not JSON"), (b"{broken", "not JSON"),
-                                             (b"[1, 2]", "must be a JSON object"), (b'"text"', "must be a JSON object")])
+                                             (b"[1, 2]", "must be a JSON object"),
+                                             (b'"text"', "must be a JSON object")])
 def test_a_record_that_is_not_a_json_object_is_refused_with_its_reason(check: object, raw: bytes,
                                                                         reason: str) -> None:
     assert callable(check)
