@@ -41,6 +41,12 @@ class History:
     def terminal(self) -> list[str]:
         return [t for t in self.types() if t in TERMINAL]
 
+    def settled(self) -> list[str]:
+        """Its terminal events, or, without one, its first receipt: the provider reported it sent, which can come
+        before the answer to the send (a send whose answer timed out), so the message did reach the provider."""
+        receipts = [t for t in self.types() if t in RECEIPTS]
+        return self.terminal() or receipts[:1]
+
 
 @dataclass
 class Report:
@@ -120,18 +126,19 @@ def _terminal_states(ledger: Ledger, histories: dict[str, History], letters: lis
         terminal = history.terminal()
         if len(terminal) > 1:
             report.violations.append(f"message {message_id}: {len(terminal)} terminal events {terminal}")
-        states[terminal[0] if terminal else "not terminal"] += 1
+        settled = history.settled()
+        states[settled[0] if terminal else f"{settled[0]} (no acceptance)" if settled else "not terminal"] += 1
     parked = {str(letter.get("message_id")) for _, letter in letters} | {
         str(letter.get("command", {}).get("message", {}).get("idempotency_key")) for _, letter in letters
         if isinstance(letter.get("command"), dict)}
     for message_id, key in ledger.requested.items():
-        if message_id not in histories or not histories[message_id].terminal():
+        if message_id not in histories or not histories[message_id].settled():
             if message_id in parked or key in parked:
                 states["request dead-lettered"] += 1
             else:
                 lost.append(message_id)
     for message_id, history in histories.items():
-        if message_id not in ledger.requested and not history.terminal():
+        if message_id not in ledger.requested and not history.settled():
             lost.append(message_id)  # a message the platform made itself (a trigger) must end too
     report.tally["requests"] = len(ledger.requested)
     report.tally["messages in the log"] = len(histories)

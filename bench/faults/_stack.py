@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregates import Contact, Message
-from bench.faults._check import TERMINAL
+from bench.faults._check import RECEIPTS, TERMINAL
 from bench.faults._ledger import Ledger
 from bench.faults._log import Record, TopicLog
 from connectors.whatsapp_simulator import WhatsAppSimulator
@@ -213,7 +213,7 @@ class Platform:
         if not isinstance(decoded, DecodedEvent):
             return
         message_id = decoded.payload["envelope"]["aggregate_id"]
-        if decoded.event_type in TERMINAL:
+        if decoded.event_type in TERMINAL or decoded.event_type in RECEIPTS:  # see History.settled
             self.terminal.add(message_id)
         if decoded.event_type == "MessageDispatchAttempted":
             self._attempted_on[message_id] = str(decoded.payload["channel"])

@@ -47,6 +47,13 @@ def test_a_clean_log_passes_and_is_tallied() -> None:
     assert report.tally["redelivered events (deduplicated)"] == 1
 
 
+def test_a_message_the_provider_reported_sent_is_settled_even_without_its_acceptance() -> None:
+    records = _history("m-1", "MessageRequested", "MessageDispatchAttempted", "MessageSent", "MessageRead")
+    report = _terminal_report(records, {"m-1": "k1"})
+    assert report.ok, report.violations
+    assert report.tally["terminal states"] == {"sent (no acceptance)": 1}
+
+
 def test_a_requested_message_without_a_terminal_state_is_lost() -> None:
     report = _terminal_report(_history("m-1", "MessageRequested"), {"m-1": "k1", "m-2": "k2"})
     assert report.tally["lost"] == 2
