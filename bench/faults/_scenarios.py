@@ -24,7 +24,7 @@ class Sizes:
 
     @property
     def timeout(self) -> float:
-        return max(300.0, self.messages / 40)  # generous: a loaded 2-core machine runs ~100-250 messages/s
+        return max(600.0, self.messages / 2)  # a cap only: the waits fail sooner when nothing settles for 240 s
 
 
 Scenario = Callable[[Platform, Sizes], Awaitable[None]]

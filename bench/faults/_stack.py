@@ -237,8 +237,23 @@ class Platform:
             await asyncio.sleep(0.1)  # the follower task updates the sets; nothing to be notified by
         return time.monotonic() - started
 
-    async def until_settled(self, count: int, timeout: float) -> float:
-        return await self.until(lambda: self.settled() >= count, f"{count:,} messages settled", timeout)
+    async def until_settled(self, count: int, timeout: float, stall: float = 240.0) -> float:
+        """Until `count` requested messages have settled; TimeoutError when none settles for `stall` seconds (on a
+        loaded machine the pace varies tenfold, so progress is the test, not a fixed rate) or after `timeout`."""
+        started, last, seen = time.monotonic(), time.monotonic(), self.settled()
+
+        def progressing() -> bool:
+            nonlocal last, seen
+            now = self.settled()
+            if now > seen:
+                last, seen = time.monotonic(), now
+            elif time.monotonic() - last > stall:
+                raise TimeoutError(f"{self.scenario}: no message settled for {stall:.0f} s ({now:,} of "
+                                   f"{len(self.ledger.requested):,} settled, {count:,} awaited)")
+            return now >= count
+
+        await self.until(progressing, f"{count:,} messages settled", timeout)
+        return time.monotonic() - started
 
     def _alive(self) -> None:
         running = [w for w in self.workers if w.is_running()]
