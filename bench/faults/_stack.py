@@ -237,9 +237,12 @@ class Platform:
             await asyncio.sleep(0.1)  # the follower task updates the sets; nothing to be notified by
         return time.monotonic() - started
 
-    async def until_settled(self, count: int, timeout: float, stall: float = 240.0) -> float:
+    async def until_settled(self, count: int, timeout: float) -> float:
         """Until `count` requested messages have settled; TimeoutError when none settles for `stall` seconds (on a
-        loaded machine the pace varies tenfold, so progress is the test, not a fixed rate) or after `timeout`."""
+        loaded machine the pace varies tenfold, so progress is the test, not a fixed rate) or after `timeout`.
+        The first acceptance waits for the writer's first pass over every request (the outcomes queue behind them
+        on sb.commands), hence a stall allowance that grows with the backlog."""
+        stall = max(240.0, len(self.ledger.requested) / 50)
         started, last, seen = time.monotonic(), time.monotonic(), self.settled()
 
         def progressing() -> bool:
