@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -82,13 +83,24 @@ def reference_trace(reference: str) -> str | None:
 
 
 def check_command(value: Any) -> dict[str, Any]:
-    """The command as a dict, or CommandError naming what is wrong with it."""
-    return _check(value, COMMAND_KINDS)
+    """The command (a dict, or a record's raw JSON bytes) as a dict, or CommandError naming what is wrong with it."""
+    return _check(parse_record(value), COMMAND_KINDS)
 
 
 def check_job(value: Any) -> dict[str, Any]:
-    """The dispatch job as a dict, or CommandError naming what is wrong with it."""
-    return _check(value, JOB_KINDS)
+    """The dispatch job (a dict, or a record's raw JSON bytes) as a dict, or CommandError naming what is wrong."""
+    return _check(parse_record(value), JOB_KINDS)
+
+
+def parse_record(value: Any) -> Any:
+    """A record's value as JSON: the agents read raw bytes, because a value faust fails to deserialize is
+    committed and dropped without a trace (and its error thrown into the agent); here it becomes a dead letter."""
+    if not isinstance(value, bytes | bytearray):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as error:
+        raise CommandError(f"not JSON: {error}") from None
 
 
 def priority_rank(priority: str) -> int:

@@ -109,10 +109,14 @@ class Runtime:
         try:
             decoded = decode(bytes(event.value))
         except Exception as error:  # any undecodable record is parked with its reason, never dropped
-            pending.append(await self._dead_letter(None, {"stage": "triggers", "reason": f"undecodable: {error}"}))
+            pending.append(await self._dead_letter(None, {"stage": "triggers", "reason": f"undecodable: {error}",
+                                                          "source": _source(event)}))
             return
-        if not isinstance(decoded, DecodedEvent):
-            return  # an event type this worker does not know yet: not ours to act on
+        if not isinstance(decoded, DecodedEvent):  # a schema id this worker does not know: parked, not skipped,
+            # so a trigger it should fire can be replayed once the worker knows the type
+            pending.append(await self._dead_letter(None, {"stage": "triggers", "reason": decoded.reason,
+                                                          "source": _source(event)}))
+            return
         envelope, record = decoded.payload["envelope"], decoded.payload
         with tracing.use(tracing.from_record_headers(event.message.headers, envelope.get("trace_id"))):
             for trigger in self.config.triggers:
@@ -404,5 +408,15 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
+def _source(event: EventT[Any]) -> dict[str, Any]:
+    """Where a record sits, so a dead letter points back at the exact bytes."""
+    return {"topic": event.message.topic, "partition": event.message.partition, "offset": event.message.offset}
+
+
 def _printable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):  # a raw record that is not a command: its JSON, else its text
+        try:
+            return json.loads(value)
+        except ValueError:
+            return bytes(value[:2000]).decode(errors="replace")
     return value if isinstance(value, dict | list | str | int | float) or value is None else repr(value)[:2000]

@@ -125,4 +125,9 @@ class _Handled:
 
 
 def _printable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):  # a raw record that is not a command: its JSON, else its text
+        try:
+            return json.loads(value)
+        except ValueError:
+            return bytes(value[:2000]).decode(errors="replace")
     return value if isinstance(value, dict | list | str | int | float) or value is None else repr(value)[:2000]

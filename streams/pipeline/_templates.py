@@ -17,7 +17,7 @@ from aggregates import (
     normalize_locale,
 )
 from schemas import EVENT_TOPICS
-from streams.pipeline._commands import COMMAND_VERSION, CommandError
+from streams.pipeline._commands import COMMAND_VERSION, CommandError, parse_record
 
 __all__ = [
     "TEMPLATE_COMMANDS_TOPIC",
@@ -81,7 +81,8 @@ class _Refused(Exception):
 
 
 def check_template_command(value: Any) -> dict[str, Any]:
-    """The command as a dict, or CommandError naming what is wrong with it."""
+    """The command (a dict, or a record's raw JSON bytes) as a dict, or CommandError naming what is wrong with it."""
+    value = parse_record(value)
     if not isinstance(value, dict):
         raise CommandError(f"a command must be a JSON object, not {type(value).__name__}")
     kind = value.get("kind")

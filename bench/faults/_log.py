@@ -1,0 +1,132 @@
+"""Reading a topic from the start, up to the end offsets of the moment or continuously, keeping every record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as the checker needs it: where it sits, its key, value and headers."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+
+@dataclass
+class TopicLog:
+    """Every record of a topic read so far; `follow` keeps reading in the background, `until_end` up to now."""
+
+    bootstrap: str
+    topic: str
+    records: list[Record] = field(default_factory=list)
+    on_record: Callable[[Record], None] | None = None
+    _consumer: AIOKafkaConsumer | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    max_partition_fetch_bytes=4 * 1024 * 1024, request_timeout_ms=60_000)
+        await consumer.start()
+        self._consumer = consumer
+        parts = await self._partitions()
+        if parts:
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+
+    async def _partitions(self) -> list[TopicPartition]:
+        """The topic's partitions; none when it does not exist (after a few metadata refreshes)."""
+        assert self._consumer is not None
+        ids = self._consumer.partitions_for_topic(self.topic)
+        for _ in range(5):  # metadata for a topic just created may take a round trip
+            if ids:
+                break
+            await self._consumer._client.force_metadata_update()  # aiokafka has no public refresh
+            await asyncio.sleep(0.2)
+            ids = self._consumer.partitions_for_topic(self.topic)
+        return [TopicPartition(self.topic, p) for p in sorted(ids or ())]
+
+    def follow(self) -> None:
+        """Keeps reading in the background until `stop`."""
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            await self._poll()
+
+    async def _poll(self) -> None:
+        assert self._consumer is not None
+        if not self._consumer.assignment():
+            await asyncio.sleep(0.5)  # a topic that does not exist (yet): nothing to read
+            return
+        try:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+        except KafkaError:  # a broker going away mid-fetch (the broker-restart scenario): asked again next round
+            await asyncio.sleep(0.2)
+            return
+        for records in batches.values():
+            for r in records:
+                record = Record(r.partition, r.offset, r.key, r.value or b"", dict(r.headers or ()))
+                self.records.append(record)
+                if self.on_record is not None:
+                    self.on_record(record)
+
+    async def until_end(self) -> list[Record]:
+        """Reads (when not following) until every partition's end offset of this moment is behind us."""
+        assert self._consumer is not None
+        parts = await self._partitions()
+        if not parts:
+            return self.records
+        ends = await self._consumer.end_offsets(parts)
+        while not await self._reached(ends):
+            if self._task is None:
+                await self._poll()
+            else:
+                await asyncio.sleep(0.1)  # the background task reads; positions say when it is there
+        return self.records
+
+    async def _reached(self, ends: dict[TopicPartition, int]) -> bool:
+        assert self._consumer is not None
+        for tp, end in ends.items():
+            if await self._consumer.position(tp) < end:
+                return False
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Record]:
+    """Every record of the topic up to its end offsets now."""
+    log = TopicLog(bootstrap, topic)
+    await log.start()
+    try:
+        return await log.until_end()
+    finally:
+        await log.stop()
+
+
+def headers_text(record: Record) -> dict[str, str]:
+    return {name: value.decode(errors="replace") for name, value in record.headers.items()}
+
+
+def as_json(record: Record) -> Any:
+    return json.loads(record.value)

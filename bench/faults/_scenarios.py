@@ -1,0 +1,168 @@
+"""The faults: each scenario starts its platform, plays its load, injects its fault and fills the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bench.faults._check import unparked
+from bench.faults._log import read_topic
+from bench.faults._poison import inject_poison
+from bench.faults._stack import Platform
+from connectors.whatsapp_simulator import SimulatorConfig, WhatsAppSimulator
+from switchboard._demo_stack import DemoSecrets
+from switchboard.localkafka import LocalCluster, cache_root
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many messages a scenario sends and how long it may take to settle them."""
+
+    messages: int
+
+    @property
+    def timeout(self) -> float:
+        return max(600.0, self.messages / 2)  # a cap only: the waits fail sooner when nothing settles for 240 s
+
+
+Scenario = Callable[[Platform, Sizes], Awaitable[None]]
+
+
+async def worker_sigkill(platform: Platform, sizes: Sizes) -> None:
+    """SIGKILL the only worker a quarter of the way through; a second one with empty state takes over."""
+    platform.declare()
+    await platform.start()
+    first = platform.start_worker("worker-1")
+    await platform.request(0, sizes.messages)
+    await platform.until_settled(sizes.messages // 4, sizes.timeout)
+    first.kill()
+    platform.ledger.faults["fault"] = f"SIGKILL worker-1 at {platform.settled():,} settled; worker-2 (empty state)"
+    platform.start_worker("worker-2")
+    took = await platform.until_settled(sizes.messages, sizes.timeout)
+    platform.ledger.figures["seconds from the kill to the last terminal state"] = round(took, 1)
+
+
+async def state_loss(platform: Platform, sizes: Sizes) -> None:
+    """The worker is stopped a third of the way through, its state directory deleted, and started again."""
+    platform.declare()
+    await platform.start()
+    worker = platform.start_worker("worker-1")
+    await platform.request(0, sizes.messages)
+    await platform.until_settled(sizes.messages // 3, sizes.timeout)
+    await asyncio.to_thread(worker.stop)
+    shutil.rmtree(worker.config.data_dir)
+    platform.ledger.faults["fault"] = (f"worker-1 stopped at {platform.settled():,} settled, its state directory "
+                                       "deleted, started again (restores from the changelogs)")
+    platform.start_worker("worker-1")
+    await platform.until_settled(sizes.messages, sizes.timeout)
+
+
+def broker_restart(cluster: LocalCluster) -> Scenario:
+    """One broker of three (RF 3, min.insync 2) stopped a quarter of the way through, started at half way."""
+
+    async def scenario(platform: Platform, sizes: Sizes) -> None:
+        platform.declare()
+        await platform.start()
+        platform.start_worker("worker-1")
+        await platform.request(0, sizes.messages)
+        await platform.until_settled(sizes.messages // 4, sizes.timeout)
+        stopped_at = platform.settled()
+        await asyncio.to_thread(cluster.stop_node, 3)
+        await platform.until_settled(sizes.messages // 2, sizes.timeout)
+        restarted_at = platform.settled()
+        await asyncio.to_thread(cluster.start_node, 3, cache_root())
+        platform.ledger.faults["fault"] = (f"broker 3 of 3 stopped at {stopped_at:,} settled, started again at "
+                                           f"{restarted_at:,}")
+        await platform.until_settled(sizes.messages, sizes.timeout)
+
+    return scenario
+
+
+def simulator_config(secrets: DemoSecrets) -> SimulatorConfig:
+    """5% 5xx, 1% answers held past the driver's timeout (3 s: the simulator shares the runner's event loop with
+    the checker's readers, so a tighter one would time out answers that were merely late), 130429 bursts (40/s
+    against a 100/s sender), 20% of messages with a receipt posted twice and 20% with two receipts swapped."""
+    return SimulatorConfig(access_token=secrets.access_token, app_secret=secrets.app_secret,
+                           phone_numbers={"105954558954427": "15550001111"}, seed=8, latency=(0.0, 0.02),
+                           mps_limit=40, pair_window=None, enforce_window=False, error_rate=0.05,
+                           timeout_rate=0.01, timeout_hold=8.0, receipt_interval=0.05, duplicate_rate=0.2,
+                           reorder_rate=0.2)
+
+
+async def simulator_faults(platform: Platform, sizes: Sizes) -> None:
+    """WhatsApp through the simulator with its faults; receipts back through the receiver and the normaliser."""
+    secrets = DemoSecrets.from_environment({})
+    async with WhatsAppSimulator(simulator_config(secrets)) as simulator:
+        platform.declare(driver="whatsapp", settings=f'base_url = "{simulator.url}", timeout = "3"', per_second=100)
+        await platform.start()
+        await platform.start_webhooks(simulator, secrets)
+        platform.ledger.receipts_expected = True
+        platform.start_worker("worker-1")
+        await platform.request(0, sizes.messages)
+        await platform.until_settled(sizes.messages, sizes.timeout)
+        await until_receipts(platform, simulator, sizes.timeout)
+        counters = simulator.counters
+        platform.ledger.faults["fault"] = ("simulator: 5% 5xx, 1% answers held 8 s (driver timeout 3 s), 130429 over "
+                                           "40/s, 20% receipts doubled, 20% swapped")
+        platform.ledger.figures["simulator"] = (f"{counters.requests:,} send requests, {counters.sent:,} accepted, "
+                                                f"refused {dict(sorted(counters.rejected.items()))}, "
+                                                f"{counters.timeouts} held, {counters.webhooks_posted:,} webhooks")
+        platform.ledger.figures["accepted on"] = str(dict(sorted(_channels(platform).items())))
+
+
+async def until_receipts(platform: Platform, simulator: WhatsAppSimulator, timeout: float) -> None:
+    """Until the simulator has posted every receipt and each message accepted on WhatsApp has its read applied.
+    The simulator drops a webhook after three failed posts (Meta retries for days): if it dropped any, the
+    messages they were about cannot be read, so the wait is for the posted ones only (counted in the tally)."""
+    await platform.until(lambda: simulator.pending_webhooks == 0, "every receipt posted", timeout)
+    dropped = simulator.counters.webhooks_dropped
+    platform.ledger.figures["webhooks the simulator dropped after 3 posts"] = dropped
+    if dropped == 0:
+        await platform.until(platform.whatsapp_read, "every WhatsApp message read", timeout)
+
+
+def _channels(platform: Platform) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for channel in platform.accepted_on.values():
+        counts[channel] = counts.get(channel, 0) + 1
+    return counts
+
+
+async def poison(platform: Platform, sizes: Sizes) -> None:
+    """Good traffic with bad records on every input topic, bad webhooks and schema-invalid events among it."""
+    secrets = DemoSecrets.from_environment({})
+    async with WhatsAppSimulator(access_token=secrets.access_token, app_secret=secrets.app_secret,
+                                 phone_numbers={"105954558954427": "15550001111"}, pair_window=None,
+                                 enforce_window=False, mps_limit=None, receipt_interval=0.05) as simulator:
+        platform.declare(driver="whatsapp", settings=f'base_url = "{simulator.url}"', per_second=1000)
+        await platform.start()
+        await platform.start_webhooks(simulator, secrets)
+        platform.ledger.receipts_expected = True
+        platform.start_worker("worker-1")
+        await platform.request(0, sizes.messages // 2)
+        await inject_poison(platform, secrets)
+        await platform.request(sizes.messages // 2, sizes.messages - sizes.messages // 2)
+        await platform.until_settled(sizes.messages, sizes.timeout)
+        await until_receipts(platform, simulator, sizes.timeout)
+        await until_parked(platform, 60.0)
+        platform.ledger.faults["fault"] = ("bad records on sb.commands, sb.dispatch, sb.events.business, "
+                                           "sb.commands.template, sb.webhooks.raw; bad webhooks; bad events")
+
+
+async def until_parked(platform: Platform, timeout: float) -> None:
+    """Until every bad record has its dead letter (the checker then says which, if any, never got one)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while unparked(platform.ledger.poison, await read_topic(platform.bootstrap, platform.prefix + "sb.deadletters")):
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(1.0)  # a dead letter has no notification; the topic is read again
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "worker-sigkill": worker_sigkill,
+    "state-loss": state_loss,
+    "simulator-faults": simulator_faults,
+    "poison": poison,
+}
