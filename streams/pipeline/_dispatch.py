@@ -88,6 +88,7 @@ class SenderState:
     settled: dict[str, str] = field(default_factory=dict)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     applied_offset: int = -1
+    applied_cluster: str = ""
 
     @property
     def queued(self) -> int:

@@ -25,6 +25,7 @@ from streams.observability import DispatchMetrics, StageMetrics
 from streams.pipeline._commands import CommandError, check_command, check_job
 from streams.pipeline._dispatch import BreakerSettings, Dispatcher, SenderState
 from streams.pipeline._drivers import DriverPool, limits_for, outbound
+from streams.pipeline._guard import ClusterIdentity, is_redelivery, mark_applied
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Effects, Writer
 from switchboard import tracing
@@ -68,8 +69,8 @@ class Runtime:
 
     def __init__(self, app: faust.App, topics: Topics, config: Any, tables: dict[str, Any],
                  metrics: dict[str, StageMetrics], send_concurrency: int,
-                 dispatch_metrics: DispatchMetrics | None = None) -> None:
-        self.app, self.topics, self._config = app, topics, config
+                 cluster: ClusterIdentity, dispatch_metrics: DispatchMetrics | None = None) -> None:
+        self.app, self.topics, self._config, self.cluster = app, topics, config, cluster
         self.contacts, self.timers = tables["contacts"], tables["timers"]
         self.senders, self.sender_index = tables["senders"], tables["sender_index"]
         self.dispatched = tables["dispatched"]  # "message:attempt" -> outcome: a job is never sent twice
@@ -165,7 +166,8 @@ class Runtime:
                      redeliverable: bool = True) -> None:
         row: ContactRow = self._row(self.contacts, contact_id, batch, ContactRow)
         offset = event.message.offset
-        if redeliverable and offset <= row.applied_offset:
+        cluster = await self.cluster.id()
+        if redeliverable and is_redelivery(row, offset, cluster):
             return  # a redelivery: the row was written only after this record's outputs were durable
         try:
             effects = self.writer.handle(row, command, now)
@@ -176,7 +178,7 @@ class Runtime:
             effects = Effects(dead_letters=[{"contact_id": contact_id, "stage": "writer",
                                              "reason": f"{type(error).__name__}: {error}", "command": command}])
         if redeliverable:
-            row.applied_offset = offset
+            mark_applied(row, offset, cluster)
         batch.rows[contact_id] = (row, event)
         batch.images[contact_id] = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
         self._reindex(self._index(self.timers, event, batch), contact_id, row.next_timer())
@@ -221,10 +223,11 @@ class Runtime:
             job["traceparent"] = str(span)  # kept with the queued job: its send and outcome continue this span
         key = f"{job['channel']}/{job['sender']}"
         state: SenderState = self._row(self.senders, key, batch, SenderState)
-        if event.message.offset <= state.applied_offset:
+        cluster = await self.cluster.id()
+        if is_redelivery(state, event.message.offset, cluster):
             return
         reply = self.dispatcher.admit(state, job, lambda job_key: self.dispatched.get(job_key) is not None)
-        state.applied_offset = event.message.offset
+        mark_applied(state, event.message.offset, cluster)
         batch.rows[key] = (state, event)
         touched[key] = event
         if reply is not None:

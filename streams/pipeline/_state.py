@@ -55,6 +55,7 @@ class ContactRow:
     sent_log: list[tuple[float, str]] = field(default_factory=list)  # (accepted at, category), for caps
     sticky: dict[str, str] = field(default_factory=dict)  # channel id -> sender id
     applied_offset: int = -1  # source offset last applied: a record at or below it is a redelivery
+    applied_cluster: str = ""  # the cluster of that offset (_guard.py)
     requests: int = 0  # requests seen, numbering each message's place in the contact's order
 
     def enqueue(self, message_id: str, rank: int) -> None:

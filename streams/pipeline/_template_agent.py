@@ -19,6 +19,7 @@ from aggregates import to_record
 from schemas import encode, route
 from streams.observability import StageMetrics
 from streams.pipeline._commands import CommandError
+from streams.pipeline._guard import ClusterIdentity, is_redelivery, mark_applied
 from streams.pipeline._runtime import _as_current
 from streams.pipeline._templates import (
     TemplateEffects,
@@ -44,8 +45,9 @@ class _Batch:
 class TemplateAgent:
     """The template writer on one worker: the `templates` table, keyed by Template aggregate id, and its outputs."""
 
-    def __init__(self, app: faust.App, prefix: str, deadletters: str, table: Any, metrics: StageMetrics) -> None:
-        self.app, self.topics, self.deadletters = app, TemplateTopics(prefix), deadletters
+    def __init__(self, app: faust.App, prefix: str, deadletters: str, table: Any, metrics: StageMetrics,
+                 cluster: ClusterIdentity) -> None:
+        self.app, self.topics, self.deadletters, self.cluster = app, TemplateTopics(prefix), deadletters, cluster
         self.table, self.metrics = table, metrics
         self.writer = TemplateWriter()
 
@@ -73,11 +75,12 @@ class TemplateAgent:
             return
         assert key is not None
         row = self._row(key, batch)
-        if event.message.offset <= row.applied_offset:
+        cluster = await self.cluster.id()
+        if is_redelivery(row, event.message.offset, cluster):
             return  # a redelivery: the row was written only after this record's outputs were durable
         effects = self._handle(key, row, command, batch)
         row = effects.row
-        row.applied_offset = event.message.offset
+        mark_applied(row, event.message.offset, cluster)
         batch.rows[key] = (row, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL), event)
         await self._ship(key, effects.effects, batch)
 

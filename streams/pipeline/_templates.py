@@ -65,6 +65,7 @@ class TemplateRow:
     # "status:<locale>" or "category" -> provider time of the newest update applied: an older one is stale
     latest: dict[str, datetime] = field(default_factory=dict)
     applied_offset: int = -1  # source offset last applied: a record at or below it is a redelivery
+    applied_cluster: str = ""  # the cluster of that offset (_guard.py)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from streams import _faust_fixes
 from streams.observability import DispatchMetrics, StageMetrics, install_endpoints, is_ready
+from streams.pipeline._guard import ClusterIdentity
 from streams.pipeline._runtime import Runtime, Topics
 from streams.pipeline._template_agent import TemplateAgent
 from streams.pipeline._templates import TemplateTopics
@@ -134,7 +135,9 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     registry = CollectorRegistry()
     metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch", "templates")}
     install_endpoints(app, registry, ready_lag=settings.ready_lag)
-    runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency, DispatchMetrics(registry))
+    cluster = ClusterIdentity(settings.bootstrap)  # the rows' offsets are this cluster's numbers (_guard.py)
+    runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency, cluster,
+                      DispatchMetrics(registry))
 
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         runtime.partitions_revoked(revoked)
@@ -159,7 +162,8 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
 
     template_commands = app.topic(TemplateTopics(topics.prefix).commands, key_type=str, value_serializer="raw",
                                   partitions=n)
-    templates = TemplateAgent(app, topics.prefix, topics.deadletters, tables["templates"], metrics["templates"])
+    templates = TemplateAgent(app, topics.prefix, topics.deadletters, tables["templates"], metrics["templates"],
+                              cluster)
 
     @app.agent(template_commands, concurrency=1)
     async def template_writer(stream: faust.StreamT[Any]) -> None:
