@@ -115,7 +115,11 @@ async def test_follow_ups_are_raised_for_dead_letters_and_unread_messages(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         assert followups.stdout is not None
-        await followups.stdout.readline()  # it says where it raises them once it has started
+        # It says where it raises them once it has started (after any log lines of its start-up).
+        line = b""
+        while b"raising follow-ups on" not in line:
+            line = await followups.stdout.readline()
+            assert line, "switchboard followups exited before it started"
         await send_commands(kafka_bootstrap, unique_prefix, [request("lost", "lost-1", phone=nowhere),
                                                              request("silent", "silent-1")])
         raised = await collect(kafka_bootstrap, Topics(unique_prefix).prefix + "sb.events.followup",
