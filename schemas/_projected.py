@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["Selection", "compile_reader", "from_millis", "selection"]
@@ -14,7 +14,7 @@ Selection = Mapping[str, "Selection | None"]
 Reader = Callable[[bytes], dict[str, Any]]
 
 _DOUBLE, _FLOAT = struct.Struct("<d"), struct.Struct("<f")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def from_millis(millis: int) -> datetime:
@@ -230,6 +230,6 @@ def compile_reader(schema: Mapping[str, Any], wanted: Selection, header: int) ->
     src.emit(2, "raise Corrupt(str(len(data) - pos) + ' bytes left over')")
     src.emit(1, "return payload")
     namespace = dict(src.constants)
-    exec(compile("\n".join(src.lines), f"<reader {schema.get('name')}>", "exec"), namespace)  # noqa: S102
+    exec(compile("\n".join(src.lines), f"<reader {schema.get('name')}>", "exec"), namespace)
     reader: Reader = namespace["read"]
     return reader
