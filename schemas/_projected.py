@@ -42,14 +42,14 @@ def selection(paths: Iterable[str]) -> Selection:
 
 def _long(data: bytes, pos: int) -> tuple[int, int]:
     """A zigzag varint of more than one byte (the generated code reads one-byte values inline)."""
-    shift = value = 0
-    while True:
-        byte = data[pos]
+    byte = data[pos]
+    value, shift = byte & 0x7F, 7
+    while byte & 0x80:
         pos += 1
+        byte = data[pos]
         value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (value >> 1) ^ -(value & 1), pos
         shift += 7
+    return (value >> 1) ^ -(value & 1), pos + 1
 
 
 class _Source:
@@ -129,7 +129,7 @@ def _read_sized(src: _Source, schema: Any, kind: str, depth: int, target: str) -
     else:
         _read_long(src, depth, size)
     src.emit(depth, f"end = pos + {size}")
-    src.emit(depth, "if end > len(data):")
+    src.emit(depth, "if end > length:")
     src.emit(depth + 1, "raise Corrupt('the body ends inside a value')")
     value = "data[pos:end].decode()" if kind == "string" else "bytes(data[pos:end])"
     src.emit(depth, f"{target} = {value}")
@@ -224,10 +224,10 @@ def compile_reader(schema: Mapping[str, Any], wanted: Selection, header: int) ->
     for types it does not generate (then the caller decodes in full)."""
     src = _Source()
     src.emit(0, "def read(data):")
-    src.emit(1, f"pos = {header}")
+    src.emit(1, f"pos, length = {header}, len(data)")
     _record(src, schema, 1, "payload", wanted)
-    src.emit(1, "if pos != len(data):")
-    src.emit(2, "raise Corrupt(str(len(data) - pos) + ' bytes left over')")
+    src.emit(1, "if pos != length:")
+    src.emit(2, "raise Corrupt(str(length - pos) + ' bytes left over')")
     src.emit(1, "return payload")
     namespace = dict(src.constants)
     exec(compile("\n".join(src.lines), f"<reader {schema.get('name')}>", "exec"), namespace)

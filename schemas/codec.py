@@ -166,25 +166,26 @@ class ProjectedDecoder:
 
     def __init__(self, codec: Codec, fields: Iterable[str]) -> None:
         self._codec, self._wanted = codec, selection(fields)
-        self._readers: dict[int, tuple[str, Callable[[bytes], dict[str, Any]]] | None] = {}
+        # By the record's first five bytes (magic byte and schema id): no header to unpack on the way.
+        self._readers: dict[bytes, tuple[str, Callable[[bytes], dict[str, Any]]] | None] = {}
 
     def __call__(self, data: bytes) -> tuple[str, dict[str, Any]] | None:
-        schema_id = _read_header(data)
-        reader = self._readers[schema_id] if schema_id in self._readers else self._reader(schema_id)
+        header = data[:_HEADER.size]
+        reader = self._readers[header] if header in self._readers else self._reader(data)
         if reader is None:
             return None
         event_type, read = reader
         try:
             return event_type, read(data)
         except (Corrupt, IndexError, UnicodeDecodeError, struct.error) as exc:
-            raise WireFormatError(f"schema id {schema_id}: corrupt Avro body ({exc!r})") from exc
+            raise WireFormatError(f"schema id {_read_header(data)}: corrupt Avro body ({exc!r})") from exc
 
-    def _reader(self, schema_id: int) -> tuple[str, Callable[[bytes], dict[str, Any]]] | None:
-        plan = self._codec._plan(schema_id)
+    def _reader(self, data: bytes) -> tuple[str, Callable[[bytes], dict[str, Any]]] | None:
+        plan = self._codec._plan(_read_header(data))  # raises WireFormatError on a bad header
         reader: tuple[str, Callable[[bytes], dict[str, Any]]] | None = None
         if plan is not None:
             reader = (plan.event_type, self._compiled(plan))
-        self._readers[schema_id] = reader
+        self._readers[data[:_HEADER.size]] = reader
         return reader
 
     def _compiled(self, plan: _Plan) -> Callable[[bytes], dict[str, Any]]:

@@ -72,3 +72,9 @@ def test_a_corrupt_or_truncated_body_is_a_wire_format_error() -> None:
 def test_an_unknown_schema_id_is_none() -> None:
     data = b"\x00" + (999_999).to_bytes(4, "big") + b"\x00"
     assert default_codec().projected(MessageStatusProjection.reads)(data) is None
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x00", b"\x01\x00\x00\x00\x01\x00"], ids=["empty", "short", "magic"])
+def test_a_record_not_in_our_wire_format_is_a_wire_format_error(data: bytes) -> None:
+    with pytest.raises(WireFormatError):
+        default_codec().projected(MessageStatusProjection.reads)(data)
