@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from bench._replay_history import history
 from projections import DeliveryStatsProjection, MemoryStore, MessageStatusProjection, Progress
 from projections._message_status import iso_millis
-from projections._runner import _fold_batch
+from projections._runner import _fewer_collections, _fold_batch
 from schemas import from_millis
 from schemas.codec import default_codec
 
@@ -75,3 +76,11 @@ def test_the_history_decodes_through_the_generated_readers_not_the_full_codec() 
 def test_times_from_milliseconds_format_as_the_decoded_datetimes_do(millis: int) -> None:
     assert iso_millis(millis) == from_millis(millis).isoformat()
     assert iso_millis(millis) == iso_millis(millis)  # the cached second gives the same text again
+
+
+def test_collections_are_rarer_during_a_run_and_as_before_after_it() -> None:
+    before = gc.get_threshold()
+    with _fewer_collections():
+        assert gc.get_threshold()[0] > before[0]
+        assert gc.isenabled()
+    assert gc.get_threshold() == before
