@@ -89,6 +89,7 @@ class _Counted:
 
     def __init__(self, inner: Projection, throughput: Throughput) -> None:
         self.inner, self.topic, self.throughput = inner, inner.topic, throughput
+        self.reads = (*getattr(inner, "reads", ()), "envelope.tenant_id") if hasattr(inner, "reads") else None
 
     def apply(self, lookup: Callable[[str], Any], event_type: str,
               payload: Mapping[str, Any]) -> dict[str, Any] | tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from schemas import from_millis
+
 __all__ = ["MessageStatusProjection", "message_key", "recipient_key"]
 
 # The pipeline's phase after each event; receipts rank above them and are never undone by a later failure.
@@ -33,6 +35,10 @@ class MessageStatusProjection:
 
     name = "message-status"
     topic = "sb.events.message"
+    # The only fields apply reads: a replay decodes these and skips the rest (see Codec.projected).
+    reads = ("envelope.aggregate_id", "envelope.aggregate_version", "envelope.occurred_at", "envelope.tenant_id",
+             "contact_id", "category", "template_name", "channel", "sender", "attempt", "provider_message_id",
+             "provider_at", "provider_code", "detail", "failure_class", "reason")
 
     def apply(self, lookup: Lookup, event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The rows this event changes (nothing for an event already applied: its version is not newer)."""
@@ -82,7 +88,8 @@ def _details(row: dict[str, Any], event_type: str, payload: Mapping[str, Any], o
     elif event_type in _RECEIPTS:
         status = _RECEIPTS[event_type]
         if status not in row["times"]:
-            row["times"][status] = _iso(payload.get("provider_at") or occurred)
+            provider_at = payload.get("provider_at")  # a datetime, or the wire's milliseconds
+            row["times"][status] = _iso(provider_at if provider_at is not None else occurred)
         if row["receipt"] is None or _RANK[status] > _RANK[row["receipt"]]:
             row["receipt"] = status
     elif event_type == "MessageFailed":
@@ -106,4 +113,21 @@ def _status(row: Mapping[str, Any], event_type: str) -> str:
 
 
 def _iso(value: Any) -> str:
+    """A time as the row keeps it: a datetime's isoformat, whether decoded as one or as milliseconds."""
+    if isinstance(value, int):
+        return iso_millis(value)
     return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+_SECONDS: dict[int, str] = {}  # "YYYY-MM-DDTHH:MM:SS" of recent seconds: a replay's events cluster in time
+
+
+def iso_millis(millis: int) -> str:
+    """`from_millis(millis).isoformat()`, the seconds' part formatted once per second seen."""
+    second, fraction = divmod(millis, 1000)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) >= 100_000:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = from_millis(second * 1000).isoformat()[:19]
+    return f"{prefix}.{fraction:03d}000+00:00" if fraction else f"{prefix}+00:00"

@@ -13,6 +13,8 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 __all__ = ["MemoryStore", "ProjectionStore", "RocksStore"]
 
 _POSITIONS = "~positions"
+# One encoder for every row: json.dumps with options builds a new JSONEncoder per call (a replay writes millions).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class ProjectionStore(abc.ABC):
@@ -89,7 +91,7 @@ class RocksStore(ProjectionStore):
             if value is None:
                 batch.delete(key.encode())
             else:
-                batch.put(key.encode(), json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
+                batch.put(key.encode(), _ENCODE(value).encode())
         merged = {**self.positions(), **positions}
         batch.put(_POSITIONS.encode(), json.dumps({str(p): o for p, o in merged.items()}).encode())
         self._db.write(batch)

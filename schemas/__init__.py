@@ -1,12 +1,14 @@
 """Switchboard's event schemas: Avro per event type, a file-backed registry with stable ids, and the wire codec."""
 
 from schemas._envelope import EVENT_ID_NAMESPACE, TraceContext, event_id, make_envelope
+from schemas._projected import from_millis
 from schemas._registry import DEFAULT_ROOT, Registry, RegistryError, SchemaVersion, UnknownEventType, default_registry
 from schemas._topics import EVENT_TOPICS, EventTopic, Route, route
 from schemas.codec import (
     Codec,
     CodecError,
     DecodedEvent,
+    ProjectedDecoder,
     SchemaViolation,
     UnknownEvent,
     WireFormatError,
@@ -22,6 +24,7 @@ __all__ = [
     "CodecError",
     "DecodedEvent",
     "EventTopic",
+    "ProjectedDecoder",
     "Registry",
     "RegistryError",
     "Route",
@@ -35,6 +38,7 @@ __all__ = [
     "default_registry",
     "encode",
     "event_id",
+    "from_millis",
     "make_envelope",
     "route",
 ]
