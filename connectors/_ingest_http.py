@@ -58,7 +58,7 @@ class IngestService:
     async def ingest(self, request: web.Request) -> web.Response:
         """The whole request: any Refused on the way means nothing was produced (503: maybe partly, same ids)."""
         client = self._authenticated(request)
-        raw = await _read_bounded(request, self.max_body_bytes)
+        raw = await read_bounded(request, self.max_body_bytes, _too_large)
         verify_signature(request[SIGNED], client.secret.get().reveal(), request.method, request.path, raw)
         key, digest = idempotency_key(request.headers), hashlib.sha256(raw).hexdigest()
         replay = self.idempotency.lookup(client.client_id, key, digest) if key else None
@@ -144,15 +144,16 @@ def _accepted(event: EncodedEvent, placement: Placement) -> dict[str, Any]:
             "offset": placement.offset}
 
 
-async def _read_bounded(request: web.Request, limit: int) -> bytes:
-    """The body, refusing without reading it all when it is (declared or found) over `limit`."""
+async def read_bounded(request: web.Request, limit: int, too_large: Callable[[int], Exception]) -> bytes:
+    """The body, refused with `too_large(limit)` without reading it all when it is (declared or found) over
+    `limit`: a client cannot make us buffer more than that, whatever it declares."""
     if (request.content_length or 0) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     body = bytearray()
     while chunk := await request.content.read(_CHUNK):
         body += chunk
         if len(body) > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
     return bytes(body)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from connectors._ingest_clients import IngestClient
+from connectors._ingest_http import read_bounded
 from connectors._ingest_idempotency import idempotency_key
 from connectors._ingest_signing import verify_signature
 from connectors._ingest_sink import SinkUnavailable
@@ -25,7 +26,6 @@ __all__ = ["MAX_BODY_BYTES", "MAX_WAIT_SECONDS", "REPLAYED_HEADER", "SEND", "Sen
 MAX_BODY_BYTES: Final = 256 * 1024
 MAX_WAIT_SECONDS: Final = 30.0
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
-_CHUNK: Final = 64 * 1024
 _log = logging.getLogger("projections.api")
 
 
@@ -44,7 +44,7 @@ class SendService:
     async def verified(self, request: web.Request) -> tuple[IngestClient, Any]:
         """The client and its parsed body, or a refusal; nothing has been written to Kafka either way."""
         client, signed = self.gate.client(request, key_required=True)
-        raw = await _read_bounded(request, self.max_body_bytes)
+        raw = await read_bounded(request, self.max_body_bytes, _too_large)
         verify_signature(signed, client.secret.get().reveal(), request.method, request.raw_path, raw)
         return client, parse_json(raw)
 
@@ -166,18 +166,6 @@ def _parsed(item: Any, client: IngestClient) -> dict[str, Any] | SendRequest:
     except ApiError as error:
         return {"status": error.status, "error": {"code": error.code, "message": error.message,
                                                   "details": error.details}}
-
-
-async def _read_bounded(request: web.Request, limit: int) -> bytes:
-    """The body, refused (413) without reading it all when it is declared or found to be over `limit`."""
-    if (request.content_length or 0) > limit:
-        raise _too_large(limit)
-    body = bytearray()
-    while chunk := await request.content.read(_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
 
 
 def _too_large(limit: int) -> ApiError:
