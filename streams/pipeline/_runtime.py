@@ -124,8 +124,7 @@ class Runtime:
                 if trigger.event == decoded.event_type and trigger.tenant == envelope["tenant_id"]:
                     command = _trigger_command(trigger.name, decoded.event_type, record)
                     # Where the business event sits, so an audit can show the very record that fired the trigger.
-                    command["source"] = {"topic": event.message.topic, "partition": event.message.partition,
-                                         "offset": event.message.offset}
+                    command["source"] = _source(event)
                     pending.append(await self._send_command(command))
 
     # -- the contact writer --------------------------------------------------------------------------------------
@@ -140,17 +139,18 @@ class Runtime:
 
     async def _write_one(self, event: EventT[Any], batch: _Batch) -> None:
         _as_current(event)
-        trace_id = event.value.get("trace_id") if isinstance(event.value, dict) else None
-        with tracing.use(tracing.from_record_headers(event.message.headers, trace_id)):
-            await self._write_checked(event, batch)
-
-    async def _write_checked(self, event: EventT[Any], batch: _Batch) -> None:
         try:
-            command = _traced(check_command(event.value))
+            command = check_command(event.value)
         except CommandError as error:
-            batch.pending.append(await self._dead_letter(None, {"stage": "writer", "reason": str(error),
-                                                                 "record": _printable(event.value)}))
+            with tracing.use(tracing.from_record_headers(event.message.headers)):
+                batch.pending.append(await self._dead_letter(None, {"stage": "writer", "reason": str(error),
+                                                                     "record": _printable(event.value)}))
             return
+        # The record's span; for a producer that sets only the command's trace_id, a new span of that trace.
+        with tracing.use(tracing.from_record_headers(event.message.headers, command.get("trace_id"))):
+            await self._write_checked(event, _traced(command), batch)
+
+    async def _write_checked(self, event: EventT[Any], command: dict[str, Any], batch: _Batch) -> None:
         if command["kind"] == "tick":
             await self._tick_contacts(event, float(command["at"]), command, batch)
         else:
@@ -203,18 +203,18 @@ class Runtime:
 
     async def _admit_one(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]]) -> None:
         _as_current(event)
-        trace_id = event.value.get("trace_id") if isinstance(event.value, dict) else None
-        with tracing.use(tracing.from_record_headers(event.message.headers, trace_id)) as span:
-            await self._admit_checked(event, batch, touched, span)
-
-    async def _admit_checked(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]],
-                             span: tracing.TraceParent | None) -> None:
         try:
             job = check_job(event.value)
         except CommandError as error:
-            batch.pending.append(await self._dead_letter(None, {"stage": "dispatch", "reason": str(error),
-                                                                 "record": _printable(event.value)}))
+            with tracing.use(tracing.from_record_headers(event.message.headers)):
+                batch.pending.append(await self._dead_letter(None, {"stage": "dispatch", "reason": str(error),
+                                                                     "record": _printable(event.value)}))
             return
+        with tracing.use(tracing.from_record_headers(event.message.headers, job.get("trace_id"))) as span:
+            await self._admit_checked(event, job, batch, touched, span)
+
+    async def _admit_checked(self, event: EventT[Any], job: dict[str, Any], batch: _Batch,
+                             touched: dict[str, EventT[Any]], span: tracing.TraceParent | None) -> None:
         if job["kind"] == "tick":
             for key in self._index(self.sender_index, event, batch):
                 touched.setdefault(key, event)
