@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import aiohttp
@@ -28,7 +29,9 @@ from switchboard import tracing
 from switchboard.kafka_io import produce_json
 from switchboard.topics import ensure_topics
 from switchboard.workers import WorkerProcess
-from tests.integration.pipeline_support import TENANT, write_pipeline
+from tests.integration import pipeline_support
+from tests.integration.conftest import StartPipeline
+from tests.integration.pipeline_support import TENANT, request, send_commands, terminal_count, write_pipeline
 
 SENDER = "105954558954427"
 PHONE = "+4917012345678"
@@ -311,3 +314,30 @@ def test_a_malformed_trace_id_is_a_clear_error() -> None:
                              "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "not a trace id: expected 32 hex digits" in result.stderr
+
+
+async def test_a_command_without_trace_headers_continues_the_trace_id_in_its_json(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    # A producer that cannot set Kafka headers names the trace in the command itself. The writer and the
+    # dispatcher then start their spans in that trace, so every record they write carries it in its header too.
+    await start_pipeline(write_pipeline(tmp_path))
+    trace_id = uuid.uuid4().hex
+    key, command = request("headerless", "headerless-1")
+    await send_commands(kafka_bootstrap, unique_prefix, [(key, {**command, "trace_id": trace_id})])  # no headers
+    await pipeline_support.message_events(kafka_bootstrap, unique_prefix,
+                                          lambda got: sum(map(terminal_count, got.values())) >= 1)
+    topics = Topics(unique_prefix)
+    records = await read_all(kafka_bootstrap, [topics.message_events, topics.dispatch])
+    jobs = [r for r, v in json_values([r for r in records if r.topic == topics.dispatch]) if v["kind"] != "tick"]
+    events = [(r, d) for r in records if r.topic == topics.message_events
+              and isinstance(d := decode(r.value), DecodedEvent)]
+    assert jobs
+    assert "MessageAcceptedByProvider" in {d.event_type for _, d in events}
+    # Each record is a child span of the record that caused it (it names its parent), not a span without one.
+    for record, decoded in events:
+        assert decoded.payload["envelope"]["trace_id"] == trace_id, decoded.event_type
+        assert header_trace(record) == trace_id, decoded.event_type
+        assert tracing.PARENT_HEADER in dict(record.headers), decoded.event_type
+    for job in jobs:
+        assert header_trace(job) == trace_id
+        assert tracing.PARENT_HEADER in dict(job.headers)
