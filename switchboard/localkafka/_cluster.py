@@ -7,6 +7,7 @@ import base64
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from switchboard.localkafka._probe import cluster_size, produce_and_fetch
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
+JVM_OPTS_ENV = "SWITCHBOARD_KAFKA_JVM_OPTS"
 
 
 @dataclass(frozen=True)
@@ -205,8 +207,8 @@ class LocalCluster:
             raise KafkaSetupError(f"formatting Kafka node {node.node_id} failed:\n{done.stdout}{done.stderr}")
 
     def _launch(self, java: str, libs: Path, node: Node) -> None:
-        command = [java, f"-Xmx{self.heap_mb}m", f"-Xms{self.heap_mb // 2}m", "-XX:+UseG1GC", "-cp", f"{libs}/*",
-                   *_log_options(), "kafka.Kafka", str(node.directory / "server.properties")]
+        command = [java, f"-Xmx{self.heap_mb}m", f"-Xms{self.heap_mb // 2}m", "-XX:+UseG1GC", *_jvm_options(),
+                   "-cp", f"{libs}/*", *_log_options(), "kafka.Kafka", str(node.directory / "server.properties")]
         with node.log_file.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
@@ -220,6 +222,11 @@ class LocalCluster:
         except (OSError, ValueError):
             return None
         return pid if _alive(pid) else None
+
+
+def _jvm_options() -> list[str]:
+    """Extra JVM options for the local brokers (`SWITCHBOARD_KAFKA_JVM_OPTS`), after the defaults so they win."""
+    return shlex.split(os.environ.get(JVM_OPTS_ENV, ""))
 
 
 class _NotAllBrokers(Exception):

@@ -9,7 +9,7 @@ import pytest
 
 from switchboard.errors import KafkaSetupError
 from switchboard.localkafka import LocalCluster, external_bootstrap
-from switchboard.localkafka._cluster import _server_properties
+from switchboard.localkafka._cluster import _jvm_options, _server_properties
 from switchboard.localkafka._java import java_executable
 
 
@@ -80,3 +80,10 @@ def test_unreachable_bootstrap_servers_is_a_clear_error(monkeypatch: pytest.Monk
 def test_no_bootstrap_variable_means_local_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     assert external_bootstrap() is None
+
+
+def test_extra_jvm_options_come_from_the_environment_after_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1  -Dname='two words'")
+    assert _jvm_options() == ["-XX:TieredStopAtLevel=1", "-Dname=two words"]
+    monkeypatch.delenv("SWITCHBOARD_KAFKA_JVM_OPTS")
+    assert _jvm_options() == []
