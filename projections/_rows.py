@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from projections._store import ProjectionStore
@@ -31,6 +31,20 @@ class RecentRows:
         value = self._older[key] if key in self._older else self._store.get(key)
         self._keep({key: value})
         return value
+
+    def peek(self, key: str) -> tuple[bool, Any | None]:
+        """(True, row) when the row is held here, (False, None) when only the store could answer."""
+        if key in self._newer:
+            return True, self._newer[key]
+        if key in self._older:
+            return True, self._older[key]
+        return False, None
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Reads the rows at `keys` that are not held here from the store in one call, and holds them."""
+        missing = [key for key in keys if key not in self._newer and key not in self._older]
+        if missing:
+            self._keep(self._store.get_many(missing))
 
     def committed(self, rows: Mapping[str, Any]) -> None:
         """Rows just committed to the store (None: deleted)."""

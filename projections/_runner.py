@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,6 +106,8 @@ async def catch_up(bootstrap: str, topic: str, projection: Projection, store: Pr
         with _fewer_collections():
             while pending:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
+                if store.batched_reads:
+                    recent.prefetch(_keys_read(projection, recent, batches, target, pending))
                 rows, positions, records = _fold_batch(projection, recent.get, batches, target, pending, done)
                 if outputs is not None and records:
                     await outputs(records)
@@ -118,7 +120,7 @@ async def catch_up(bootstrap: str, topic: str, projection: Projection, store: Pr
     return _finished(done)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _fewer_collections() -> Iterator[None]:
     """Python's cyclic GC less often meanwhile: a run allocates containers by the million (rows, payloads), few of
     them garbage and none in cycles, and at the default threshold (700) the collections took some 13% of a replay's
@@ -166,6 +168,25 @@ def _fold_batch(projection: Projection, read: Callable[[str], Any], batches: Map
         if positions.get(tp.partition, 0) >= end:
             pending.discard(tp.partition)
     return overlay, positions, published
+
+
+def _keys_read(projection: Projection, recent: RecentRows, batches: Mapping[TopicPartition, list[Any]],
+               target: Mapping[int, int], pending: set[int]) -> list[str]:
+    """The stored rows a batch's fold will ask for, found by folding it once against the rows held in memory
+    (a row not held reads as absent). A row whose key depends on another row's content may be missed; the real
+    fold then reads it alone. Costs a second fold, so only for stores with a round trip per read."""
+    missing: dict[str, None] = {}
+
+    def read(key: str) -> Any | None:
+        held, row = recent.peek(key)
+        if not held:
+            missing[key] = None
+        return row
+
+    # A fold that fails on a row it was not shown stops the search early; the real fold will read the rest.
+    with contextlib.suppress(Exception):
+        _fold_batch(projection, read, batches, target, set(pending), Progress())
+    return list(missing)
 
 
 def _decoder(projection: Projection) -> Callable[[bytes], tuple[str, dict[str, Any]] | None]:

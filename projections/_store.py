@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,13 @@ class ProjectionStore(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> Any | None:
         """The row at `key`, None if there is none."""
+
+    # True where each `get` costs a round trip (a server): the runner then asks for a batch's rows in one call.
+    batched_reads = False
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any | None]:
+        """The rows at `keys` (None where there is none); stores with a round trip per `get` answer in one."""
+        return {key: self.get(key) for key in keys}
 
     @abc.abstractmethod
     def positions(self) -> dict[int, int]:

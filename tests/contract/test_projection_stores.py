@@ -44,6 +44,14 @@ class ProjectionStoreContract:
         assert list(store.items("msg:")) == [("msg:a", 1), ("msg:b", 2)]
         assert [key for key, _ in store.items()] == ["msg:a", "msg:b", "rcpt:x"]
 
+    def test_many_rows_are_read_at_once(self, store: ProjectionStore) -> None:
+        store.commit({"msg:a": {"n": 1}, "msg:b": {"n": 2}}, {0: 1})
+        store = self.reopen(store)
+        found = store.get_many(["msg:b", "msg:absent", "msg:a", "msg:b"])
+        assert found == {"msg:b": {"n": 2}, "msg:absent": None, "msg:a": {"n": 1}}
+        assert store.get_many(["msg:a"]) == {"msg:a": {"n": 1}}  # PostgreSQL: from its cache now
+        assert store.get_many([]) == {}
+
 
 class TestMemoryStore(ProjectionStoreContract):
     @pytest.fixture

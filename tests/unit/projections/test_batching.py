@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from projections import DeliveryStatsProjection, MemoryStore, MessageStatusProjection, Progress
 from projections._rows import RecentRows
-from projections._runner import _fold_batch
+from projections._runner import _fold_batch, _keys_read
 from schemas import default_registry, encode, make_envelope
 from schemas._samples import sample
 from tests.unit.projections.history import delivered_and_read, fell_back
@@ -136,3 +137,53 @@ def test_a_zero_limit_keeps_nothing() -> None:
     recent.get("b")
     recent.get("b")
     assert (len(recent), store.reads) == (0, ["b", "b"])
+
+
+class RoundTripStore(CountingStore):
+    """A store whose every read is a round trip, as PostgreSQL's: it counts the batched reads separately."""
+
+    batched_reads = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batched: list[list[str]] = []
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any | None]:
+        wanted = list(keys)
+        self.batched.append(wanted)
+        return {key: MemoryStore.get(self, key) for key in wanted}
+
+
+@pytest.mark.parametrize("projection", [MessageStatusProjection(), DeliveryStatsProjection()], ids=lambda p: p.name)
+@pytest.mark.parametrize("size", [3, 1000])
+def test_a_round_trip_store_is_asked_once_per_batch_for_the_rows_the_fold_reads(
+        projection: MessageStatusProjection | DeliveryStatsProjection, size: int) -> None:
+    values = _records()
+    expected = _one_by_one(projection, values)
+    store = RoundTripStore()
+    recent = RecentRows(store, 50_000)
+    pending, ends = set(values), {p: len(records) for p, records in values.items()}
+    batches = _batches(values, size)
+    for batch in batches:
+        recent.prefetch(_keys_read(projection, recent, batch, ends, pending))
+        rows, positions, _ = _fold_batch(projection, recent.get, batch, ends, pending, Progress())
+        store.commit(rows, positions)
+        recent.committed(rows)
+    assert list(store.items()) == list(expected.items())
+    assert store.reads == []  # every row the folds needed came in the batched reads
+    assert 1 <= len(store.batched) <= len(batches)
+    read_keys = [key for keys in store.batched for key in keys]
+    assert len(read_keys) == len(set(read_keys))  # no row asked for twice
+
+
+def test_prefetch_reads_only_rows_not_held_and_holds_what_it_read() -> None:
+    store = RoundTripStore()
+    store.commit({"a": {"n": 1}, "b": {"n": 2}}, {})
+    recent = RecentRows(store, limit=10)
+    recent.committed({"a": {"n": 9}})
+    recent.prefetch(["a", "b", "absent"])
+    assert store.batched == [["b", "absent"]]
+    assert [recent.peek(key) for key in ("a", "b", "absent", "other")] == [
+        (True, {"n": 9}), (True, {"n": 2}), (True, None), (False, None)]
+    recent.prefetch(["a", "b", "absent"])
+    assert store.batched == [["b", "absent"]]  # all held: no second call
