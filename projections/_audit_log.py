@@ -64,7 +64,8 @@ async def read_key(bootstrap: str, topics: Iterable[str], key: str) -> dict[str,
     A key lives in one partition (murmur2, as our producers and Java's place it), so only that one is read.
     """
     names = list(topics)
-    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()  # subscribing (without a group) fetches the topics' metadata; then we assign instead
     try:
         assigned = {topic: _partition_of(consumer, topic, key) for topic in names}
@@ -72,9 +73,8 @@ async def read_key(bootstrap: str, topics: Iterable[str], key: str) -> dict[str,
         partitions = [tp for tp in assigned.values() if tp is not None]
         found: dict[str, list[LogRecord]] = {topic: [] for topic in assigned}
         if partitions:
-            for record in await _read_to_end(consumer, partitions):
-                if record.key == key:
-                    found[record.topic].append(record)
+            for record in await _read_to_end(consumer, partitions, key.encode()):
+                found[record.topic].append(record)
         return found
     finally:
         await consumer.stop()
@@ -110,15 +110,18 @@ def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPart
     return TopicPartition(topic, MURMUR2_PARTITIONER(key.encode(), partitions, partitions))
 
 
-async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> list[LogRecord]:
+async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], key: bytes) -> list[LogRecord]:
+    """The partitions' records with this key, up to their ends now. The key is compared before anything is built:
+    a partition holds every other contact of its hash and the partition clock's ticks, by the million."""
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     ends = await consumer.end_offsets(partitions)
     records: list[LogRecord] = []
     open_ = [tp for tp in partitions if ends[tp] > 0]
     while open_:
-        batches = await consumer.getmany(*open_, timeout_ms=1000)
-        records.extend(_record(record) for batch in batches.values() for record in batch)
+        batches = await consumer.getmany(*open_, timeout_ms=1000, max_records=50_000)
+        records.extend(_record(record) for batch in batches.values() for record in batch
+                       if record.key == key and record.offset < ends[TopicPartition(record.topic, record.partition)])
         open_ = [tp for tp in open_ if await consumer.position(tp) < ends[tp]]
     return records
 
