@@ -38,14 +38,14 @@ async def run_scenario(name: str, messages: int, env: Environment) -> Report:
     directory = env.directory / name
     shutil.rmtree(directory, ignore_errors=True)
     platform = Platform(bootstrap, directory, name, replication=3 if ha else -1)
-    live = LiveProjections(bootstrap, platform.prefix, directory / "projections")
+    live = LiveProjections(bootstrap, platform.prefix, directory / "projections", directory / "projections.log")
     failure, verified = None, list[Verified]()
     try:
         if name == "postgres-restart":
             assert env.postgres is not None
             verified = await postgres_restart(platform, Sizes(messages), env.postgres)
         else:
-            live.start()
+            await live.start()
             scenario = broker_restart(env.cluster) if ha and env.cluster else SCENARIOS[name]
             await scenario(platform, Sizes(messages))
             verified = await live.verify()
