@@ -239,7 +239,8 @@ def _projections(verified: list[Verified], report: Report) -> None:
     for result in verified:
         same = "identical" if not result.differing else f"{len(result.differing)}+ rows differ"
         report.tally[f"projection {result.name}"] = f"{result.rows:,} rows, {same} to a rebuild of " \
-                                                    f"{result.events:,} events"
+                                                    f"{result.events:,} events ({result.caught_up:,} caught up " \
+                                                    "at the end)"
         if result.differing:
             report.violations.append(f"projection {result.name} differs from its rebuild at "
                                      f"{', '.join(result.differing[:5])}")

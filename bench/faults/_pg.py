@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 from bench.faults._projections import NAMES, Target, Verified, replay_verify, verify_all
 from bench.faults._scenarios import Sizes
@@ -99,7 +100,9 @@ async def postgres_restart(platform: Platform, sizes: Sizes, server: LocalPostgr
     platform.ledger.figures["sink processes killed"] = sinks.kills
     await sinks.caught_up(sizes.timeout)
     await sinks.kill()
+    started = time.monotonic()
     verified, replays = await sinks.verify()
+    platform.ledger.figures["seconds to verify the projections"] = round(time.monotonic() - started, 1)
     platform.ledger.figures.update(replays)
     return verified
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,9 @@ async def run_scenario(name: str, messages: int, env: Environment) -> Report:
             await live.start()
             scenario = broker_restart(env.cluster) if ha and env.cluster else SCENARIOS[name]
             await scenario(platform, Sizes(messages))
+            started = time.monotonic()
             verified = await live.verify()
+            platform.ledger.figures["seconds to verify the projections"] = round(time.monotonic() - started, 1)
     except (TimeoutError, PartDied) as error:
         failure = str(error)
     finally:
