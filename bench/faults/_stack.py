@@ -58,7 +58,7 @@ settings = {{ {settings} }}
 id = "wa-main"
 address = "{sender}"
 per_second = {per_second}
-burst = {per_second}
+burst = {burst}
 
 [[channels]]
 id = "sms"
@@ -135,11 +135,12 @@ class Platform:
 
     # -- set-up --------------------------------------------------------------------------------------------------
 
-    def declare(self, *, driver: str = "inprocess", settings: str = "", per_second: float = 5000) -> Path:
+    def declare(self, *, driver: str = "inprocess", settings: str = "", per_second: float = 5000,
+                burst: float | None = None) -> Path:
         self._config = self.directory / "pipeline.toml"
         self._config.write_text(DECLARATION.format(partitions=self.partitions, replication=self.replication,
                                                    tenant=TENANT, driver=driver, settings=settings, sender=SENDER,
-                                                   per_second=per_second))
+                                                   per_second=per_second, burst=burst or per_second))
         return self._config
 
     def settings(self, name: str) -> PipelineSettings:
