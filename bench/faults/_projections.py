@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import sys
 import time
@@ -48,40 +49,68 @@ class Target:
 
 
 class LiveProjections:
-    """Both projections kept up to date while the scenario runs by `switchboard project NAME --follow` child
-    processes (RocksDB under `root`), so the runner's event loop only plays the scenario and the final catch-up
-    is small; `verify` stops them and compares each with a rebuild, both at once (see `verify_all`)."""
+    """Both projections kept up to date while the scenario runs (RocksDB under `root`), so the final catch-up is
+    small; `verify` stops the following and compares each with a rebuild (see `_verify`).
 
-    def __init__(self, bootstrap: str, prefix: str, root: Path, log: Path, batch_size: int = 500) -> None:
+    With `processes` (the full sizes) by `switchboard project NAME --follow` children, and verified by a process
+    per projection, both at once, so the runner's event loop only plays the scenario; without (the quick sizes,
+    where starting four Python processes costs more than the folding they would spread) by rounds of `catch_up`
+    in the runner, verified one after the other there."""
+
+    def __init__(self, bootstrap: str, prefix: str, root: Path, log: Path, *, processes: bool = True,
+                 batch_size: int = 500) -> None:
         self.targets = [Target(bootstrap, prefix, name, root) for name in NAMES]
-        self.log, self.batch_size = log, batch_size
-        self._processes: list[asyncio.subprocess.Process] = []
+        self.log, self.processes, self.batch_size = log, processes, batch_size
+        self._children: list[asyncio.subprocess.Process] = []
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if not self.processes:
+            self._task = asyncio.create_task(self._follow())
+            return
         with self.log.open("ab") as log:  # the children keep their own copy of the descriptor
             for target in self.targets:
-                self._processes.append(await asyncio.create_subprocess_exec(
+                self._children.append(await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "switchboard.cli", "project", target.name, *target.options(), "--follow",
                     "--batch-size", str(self.batch_size), stdout=log, stderr=log))
+
+    async def _follow(self) -> None:
+        while True:
+            for target in self.targets:
+                store = _serving(target)
+                try:
+                    topic = target.prefix + PROJECTIONS[target.name].topic
+                    await catch_up(target.bootstrap, topic, PROJECTIONS[target.name](), store,
+                                   await end_offsets(target.bootstrap, topic), batch_size=self.batch_size)
+                finally:
+                    store.close()
+            await asyncio.sleep(0.5)  # between rounds, as `project --follow` polls
 
     async def stop(self) -> None:
         """SIGTERM, then waits. Not SIGINT: a runner started in the background (`nohup bin/faults ... &`) passes
         SIGINT on ignored, and each stop waited out its timeout. Nothing is lost: a batch's rows and positions are
         one write, so a follower ended in the middle of one resumes before it (the verifier's catch-up does)."""
-        for process in self._processes:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for process in self._children:
             if process.returncode is None:
                 process.terminate()
-        for process in self._processes:
+        for process in self._children:
             try:
                 await asyncio.wait_for(process.wait(), 60)
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        self._processes.clear()
+        self._children.clear()
 
     async def verify(self) -> list[Verified]:
         await self.stop()
-        return await verify_all(self.targets)
+        if self.processes:
+            return await verify_all(self.targets)
+        return [await _verify(target) for target in self.targets]
 
 
 async def verify_all(targets: list[Target]) -> list[Verified]:
@@ -98,13 +127,19 @@ def verify_target(target: Target) -> Verified:
     return asyncio.run(_verify(target))
 
 
-async def _verify(target: Target) -> Verified:
+def _serving(target: Target) -> ProjectionStore:
+    """The projection's serving version, opened for writing; a first, empty one when there is none yet."""
     backend = open_backend(target.store, target.name, target.root, target.dsn)
     version = backend.current()
-    if version is None:  # no follower round ever finished: an empty serving version, caught up here
+    if version is None:
         version = backend.next()
         backend.switch(version)
-    live = backend.open(version)
+    return backend.open(version)
+
+
+async def _verify(target: Target) -> Verified:
+    """The live version caught up to the log's end, then compared row for row with a rebuild to its positions."""
+    live = _serving(target)
     topic = target.prefix + PROJECTIONS[target.name].topic
     try:
         final = await catch_up(target.bootstrap, topic, PROJECTIONS[target.name](), live,

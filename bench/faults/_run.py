@@ -15,6 +15,8 @@ from bench.faults._stack import PartDied, Platform
 from switchboard.localkafka import LocalCluster
 from switchboard.localpg import LocalPostgres
 
+# From this size on the live projections are followed and verified in processes of their own (see LiveProjections).
+PROCESSES_FROM = 1_000
 ALL = ("worker-sigkill", "broker-restart", "postgres-restart", "simulator-faults", "poison", "state-loss")
 
 
@@ -39,7 +41,8 @@ async def run_scenario(name: str, messages: int, env: Environment) -> Report:
     directory = env.directory / name
     shutil.rmtree(directory, ignore_errors=True)
     platform = Platform(bootstrap, directory, name, replication=3 if ha else -1)
-    live = LiveProjections(bootstrap, platform.prefix, directory / "projections", directory / "projections.log")
+    live = LiveProjections(bootstrap, platform.prefix, directory / "projections", directory / "projections.log",
+                           processes=messages >= PROCESSES_FROM)
     failure, verified = None, list[Verified]()
     try:
         if name == "postgres-restart":
