@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
-from bench.faults._projections import NAMES, Verified, rebuilt_equals, replay_verify
+from bench.faults._projections import NAMES, Target, Verified, replay_verify, verify_all
 from bench.faults._scenarios import Sizes
 from bench.faults._stack import Platform
 from projections import PROJECTIONS, end_offsets
@@ -63,19 +64,14 @@ class Sinks:
             store.close()
 
     async def verify(self) -> tuple[list[Verified], dict[str, str]]:
-        """In-process comparison with a rebuild, and `switchboard replay --verify --store postgres` for each."""
-        found, replays = [], {}
-        for name in NAMES:
-            backend = open_backend("postgres", name, self.root, self.dsn)
-            version = backend.current()
-            assert version is not None
-            live = backend.open(version, read_only=True)
-            try:
-                found.append(await rebuilt_equals(self.platform.bootstrap, self.platform.prefix, name, live))
-            finally:
-                live.close()
-            identical, output = await replay_verify(name, self.options())
-            replays[f"replay --verify {name}"] = "identical" if identical else f"FAILED: {output.strip()[-300:]}"
+        """The comparison with a rebuild (a verifier process per projection) and `switchboard replay --verify
+        --store postgres` for each, all at once."""
+        targets = [Target(self.platform.bootstrap, self.platform.prefix, name, self.root, "postgres", self.dsn)
+                   for name in NAMES]
+        replaying = asyncio.gather(*(replay_verify(name, self.options()) for name in NAMES))
+        found, replayed = await asyncio.gather(verify_all(targets), replaying)
+        replays = {f"replay --verify {name}": "identical" if identical else f"FAILED: {output.strip()[-300:]}"
+                   for name, (identical, output) in zip(NAMES, replayed, strict=True)}
         return found, replays
 
 
@@ -104,7 +100,9 @@ async def postgres_restart(platform: Platform, sizes: Sizes, server: LocalPostgr
     platform.ledger.figures["sink processes killed"] = sinks.kills
     await sinks.caught_up(sizes.timeout)
     await sinks.kill()
+    started = time.monotonic()
     verified, replays = await sinks.verify()
+    platform.ledger.figures["seconds to verify the projections"] = round(time.monotonic() - started, 1)
     platform.ledger.figures.update(replays)
     return verified
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from bench.faults._stack import PartDied, Platform
 from switchboard.localkafka import LocalCluster
 from switchboard.localpg import LocalPostgres
 
+# From this size on the live projections are followed and verified in processes of their own (see LiveProjections).
+PROCESSES_FROM = 1_000
 ALL = ("worker-sigkill", "broker-restart", "postgres-restart", "simulator-faults", "poison", "state-loss")
 
 
@@ -38,17 +41,20 @@ async def run_scenario(name: str, messages: int, env: Environment) -> Report:
     directory = env.directory / name
     shutil.rmtree(directory, ignore_errors=True)
     platform = Platform(bootstrap, directory, name, replication=3 if ha else -1)
-    live = LiveProjections(bootstrap, platform.prefix, directory / "projections")
+    live = LiveProjections(bootstrap, platform.prefix, directory / "projections", directory / "projections.log",
+                           processes=messages >= PROCESSES_FROM)
     failure, verified = None, list[Verified]()
     try:
         if name == "postgres-restart":
             assert env.postgres is not None
             verified = await postgres_restart(platform, Sizes(messages), env.postgres)
         else:
-            live.start()
+            await live.start()
             scenario = broker_restart(env.cluster) if ha and env.cluster else SCENARIOS[name]
             await scenario(platform, Sizes(messages))
+            started = time.monotonic()
             verified = await live.verify()
+            platform.ledger.figures["seconds to verify the projections"] = round(time.monotonic() - started, 1)
     except (TimeoutError, PartDied) as error:
         failure = str(error)
     finally:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from aggregates import Contact, Message
-from bench.faults._check import RECEIPTS, TERMINAL
+from bench.faults._check import RECEIPTS, TERMINAL, message_decoder
 from bench.faults._ledger import Ledger
 from bench.faults._log import Record, TopicLog
 from connectors.whatsapp_simulator import WhatsAppSimulator
-from schemas import DecodedEvent, decode
+from schemas import ProjectedDecoder
 from streams.pipeline.app import PipelineSettings
 from switchboard._demo_stack import (
     NORMALISER_BANNER,
@@ -58,7 +58,7 @@ settings = {{ {settings} }}
 id = "wa-main"
 address = "{sender}"
 per_second = {per_second}
-burst = {per_second}
+burst = {burst}
 
 [[channels]]
 id = "sms"
@@ -125,6 +125,7 @@ class Platform:
     accepted_on: dict[str, str] = field(default_factory=dict)  # message id -> channel it was accepted on
     read: set[str] = field(default_factory=set)
     _attempted_on: dict[str, str] = field(default_factory=dict)
+    _decode: ProjectedDecoder = field(default_factory=message_decoder)
     _events: TopicLog | None = None
     _config: Path | None = None
 
@@ -134,11 +135,12 @@ class Platform:
 
     # -- set-up --------------------------------------------------------------------------------------------------
 
-    def declare(self, *, driver: str = "inprocess", settings: str = "", per_second: float = 5000) -> Path:
+    def declare(self, *, driver: str = "inprocess", settings: str = "", per_second: float = 5000,
+                burst: float | None = None) -> Path:
         self._config = self.directory / "pipeline.toml"
         self._config.write_text(DECLARATION.format(partitions=self.partitions, replication=self.replication,
                                                    tenant=TENANT, driver=driver, settings=settings, sender=SENDER,
-                                                   per_second=per_second))
+                                                   per_second=per_second, burst=burst or per_second))
         return self._config
 
     def settings(self, name: str) -> PipelineSettings:
@@ -209,17 +211,18 @@ class Platform:
     # -- waiting -------------------------------------------------------------------------------------------------
 
     def _saw(self, record: Record) -> None:
-        decoded = decode(record.value)
-        if not isinstance(decoded, DecodedEvent):
+        decoded = self._decode(record.value)
+        if decoded is None:  # a schema id this code does not know
             return
-        message_id = decoded.payload["envelope"]["aggregate_id"]
-        if decoded.event_type in TERMINAL or decoded.event_type in RECEIPTS:  # see History.settled
+        event_type, payload = decoded
+        message_id = payload["envelope"]["aggregate_id"]
+        if event_type in TERMINAL or event_type in RECEIPTS:  # see History.settled
             self.terminal.add(message_id)
-        if decoded.event_type == "MessageDispatchAttempted":
-            self._attempted_on[message_id] = str(decoded.payload["channel"])
-        if decoded.event_type == "MessageAcceptedByProvider":
+        if event_type == "MessageDispatchAttempted":
+            self._attempted_on[message_id] = str(payload["channel"])
+        if event_type == "MessageAcceptedByProvider":
             self.accepted_on[message_id] = self._attempted_on.get(message_id, "")
-        if decoded.event_type == "MessageRead":
+        if event_type == "MessageRead":
             self.read.add(message_id)
 
     def settled(self) -> int:
