@@ -1,0 +1,109 @@
+"""A worker kicked out of its group mid-send and still alive (SIGSTOP past the session timeout, then SIGCONT): every
+message still ends exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.whatsapp import ENV_ACCESS_TOKEN
+from connectors.whatsapp_simulator import WhatsAppSimulator
+from schemas import DecodedEvent, decode
+from streams.pipeline._runtime import Topics
+from switchboard.groups import wait_for_stable_group
+from switchboard.kafka_io import collect
+from tests.integration.conftest import StartPipeline
+from tests.integration.pipeline_support import TERMINAL, request, send_commands, write_pipeline
+
+MESSAGES, CONTACTS = 400, 100  # four messages per contact: each waits for its predecessor's outcome
+SENDER = "105954558954427"  # the WhatsApp sender address (phone_number_id) that write_pipeline declares
+ACCESS_TOKEN = "rebalance-access-token"
+
+
+@pytest.fixture
+async def simulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[WhatsAppSimulator]:
+    """Meta's send endpoint answering after 0.2-1 s, so a worker always has attempts in flight; no receipts."""
+    monkeypatch.setenv(ENV_ACCESS_TOKEN, ACCESS_TOKEN)  # the pipeline subprocesses inherit it
+    async with WhatsAppSimulator(access_token=ACCESS_TOKEN, app_secret="rebalance-secret", latency=(0.2, 1.0),
+                                 phone_numbers={SENDER: "15550001111"}, pair_window=None, enforce_window=False,
+                                 mps_limit=None) as running:
+        yield running
+
+
+def _event(raw: bytes) -> tuple[str, dict[str, Any]]:
+    decoded = decode(raw)
+    assert isinstance(decoded, DecodedEvent)
+    return decoded.event_type, decoded.payload
+
+
+def _histories(values: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[int, set[str]]]:
+    """Per message, the event types logged at each aggregate version (a replayed event repeats its version)."""
+    versions: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for event_type, payload in values:
+        envelope = payload["envelope"]
+        versions[envelope["aggregate_id"]][envelope["aggregate_version"]].add(event_type)
+    return versions
+
+
+def _finished(values: list[tuple[str, dict[str, Any]]]) -> int:
+    return sum(1 for history in _histories(values).values() if any(types & TERMINAL for types in history.values()))
+
+
+def _stuck(values: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Messages without a terminal event, each with its last event: what an operator would see as 'stuck'."""
+    return {message: sorted(history[max(history)])[0] for message, history in _histories(values).items()
+            if not any(types & TERMINAL for types in history.values())}
+
+
+async def _all_final(bootstrap: str, topic: str, timeout: float) -> list[tuple[str, dict[str, Any]]]:
+    """The message events once every message has a terminal one; else fails naming the messages left open."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def done(got: list[tuple[str, dict[str, Any]]]) -> bool:
+        seen[:] = got
+        return _finished(got) >= MESSAGES
+
+    try:
+        return await collect(bootstrap, topic, done, _event, timeout)
+    except TimeoutError:
+        stuck = _stuck(seen)
+        pytest.fail(f"{len(stuck)} messages never final after {timeout:.0f} s (last event of each): {stuck}")
+
+
+async def test_a_worker_kicked_out_mid_send_loses_no_message(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline,
+        simulator: WhatsAppSimulator) -> None:
+    config = write_pipeline(tmp_path, driver="whatsapp", settings=f'base_url = "{simulator.url}"',
+                            extra="[dispatch]\nreconcile_seconds = 2\n")
+    first = await start_pipeline(config, name="first")
+    await start_pipeline(config, name="second")
+    group = f"{unique_prefix}pipeline"
+    await wait_for_stable_group(kafka_bootstrap, group, 2, timeout=120)
+    await send_commands(kafka_bootstrap, unique_prefix,
+                        [request(f"kick-{i % CONTACTS}", f"kick-{i}") for i in range(MESSAGES)])
+    topic = Topics(unique_prefix).message_events
+    await collect(kafka_bootstrap, topic, lambda got: _finished(got) >= MESSAGES // 5, _event, 120)
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGSTOP)  # frozen mid-batch, sends in flight: it misses its heartbeats
+    try:
+        # The coordinator expires it after the 10 s session timeout and hands its partitions to the other worker.
+        await wait_for_stable_group(kafka_bootstrap, group, 1, timeout=120)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)  # back as the old member: its batch finishes, then it rejoins
+    await wait_for_stable_group(kafka_bootstrap, group, 2, timeout=120)
+    assert first.is_running(), first.log_tail()
+
+    values = await _all_final(kafka_bootstrap, topic, 240)
+    histories = _histories(values)
+    assert len(histories) == MESSAGES
+    for message_id, history in histories.items():
+        assert sorted(history) == list(range(1, len(history) + 1)), f"{message_id}: versions with gaps"
+        assert all(len(types) == 1 for types in history.values()), f"{message_id}: two events for one version"
+        terminal = [v for v, types in history.items() if types & TERMINAL]
+        assert len(terminal) == 1, f"{message_id}: {len(terminal)} terminal events"
