@@ -105,6 +105,16 @@ class Dispatcher:
         self.incarnation = uuid.uuid4().hex
         self.throttles = 0  # times ready() stopped for want of a token: the operators' rate-limiter metric
 
+    def new_incarnation(self) -> None:
+        """After a rebalance: marks made before it count as another process's.
+
+        faust lets every batch finish before partitions are revoked, so a mark of the old incarnation left in a row
+        belongs to a batch expelled from the group, which never wrote its settlement. Were the marks still this
+        process's when the partition comes back to it, `orphans` would never answer them: the job would stay in
+        flight in the row for good.
+        """
+        self.incarnation = uuid.uuid4().hex
+
     def orphans(self, state: SenderState) -> list[dict[str, Any]]:
         """`unknown` outcomes for jobs a dead worker had in flight: the writer reconciles them from receipts.
 

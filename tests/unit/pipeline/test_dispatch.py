@@ -74,6 +74,17 @@ def test_a_job_in_flight_in_a_dead_worker_is_reported_unknown_not_resent() -> No
     assert not state.inflight
 
 
+def test_a_mark_left_by_a_batch_expelled_from_the_group_is_an_orphan_when_the_partition_comes_back() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    dispatcher.admit(state, job(1), never)
+    dispatcher.ready(state, FAST, now=0.0)  # marked, sent; the settlement was never written (the fence held it)
+    assert dispatcher.orphans(state) == []  # while this worker keeps its partitions, the call is its own
+    dispatcher.new_incarnation()  # the rebalance that took the partition away, and later gave it back
+    [lost] = dispatcher.orphans(state)
+    assert (lost["message_id"], lost["attempt"], lost["outcome"]) == ("m-1", 1, "unknown")
+    assert not state.inflight
+
+
 def test_the_circuit_opens_sheds_and_closes_after_a_probe() -> None:
     settings = BreakerSettings(window=4, min_calls=4, error_rate=0.5, open_seconds=10)
     dispatcher, state = Dispatcher(lambda: settings), SenderState()
