@@ -142,6 +142,26 @@ class Dispatcher:
         state.lanes[priority_rank(job["priority"])].append(job)
         return None
 
+    def probe(self, state: SenderState, job: dict[str, Any],
+              settled_before: Callable[[str], str | None]) -> dict[str, Any] | None:
+        """The answer to the writer's probe of an attempt it has heard nothing of: its outcome again if it settled
+        (the first answer was lost), `unknown` if this row never had it or a dead worker had it in flight, nothing
+        while it waits in a lane or is being sent (the writer asks again later)."""
+        key = _key(job)
+        if any(_key(queued) == key for lane in state.lanes for queued in lane):
+            return None
+        mark = state.inflight.get(key)
+        if mark is not None and mark.get("incarnation") == self.incarnation:
+            return None
+        outcome = state.settled.get(key) or settled_before(key)
+        if outcome is not None and mark is None:
+            return outcome_command(job, outcome)
+        # Lost with a dead worker's call, or never here (the row was restored from before the job reached it):
+        # remembered as unknown, so a late copy of the job is never sent, and reconciled from receipts.
+        state.inflight.pop(key, None)
+        self._remember(state, key, "unknown")
+        return outcome_command(job, "unknown")
+
     def ready(self, state: SenderState, limits: Limits,
               now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(jobs to send now, marked in flight; outcomes for jobs refused by an open circuit)."""

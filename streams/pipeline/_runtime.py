@@ -235,12 +235,19 @@ class Runtime:
         cluster = await self.cluster.id()
         if is_redelivery(state, event.message.offset, cluster):
             return
-        reply = self.dispatcher.admit(state, job, lambda job_key: self.dispatched.get(job_key) is not None)
+        if job["kind"] == "probe":
+            reply = self.dispatcher.probe(state, job, self._settled_outcome)
+        else:
+            reply = self.dispatcher.admit(state, job, lambda job_key: self._settled_outcome(job_key) is not None)
         mark_applied(state, event.message.offset, cluster)
         batch.rows[key] = (state, event)
         touched[key] = event
         if reply is not None:
             batch.pending.append(await self._send_command(reply))
+
+    def _settled_outcome(self, job_key: str) -> str | None:
+        outcome = self.dispatched.get(job_key)
+        return None if outcome is None else str(outcome)
 
     def _plan(self, batch: _Batch, touched: dict[str, EventT[Any]]) -> list[tuple[str, dict[str, Any]]]:
         plan: list[tuple[str, dict[str, Any]]] = []
