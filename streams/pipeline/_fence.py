@@ -38,9 +38,16 @@ class Fence:
         self._generation = generation  # the consumer's generation as its group coordinator client knows it now
         self._members = members  # the group's current member count, asked of the broker (only once fenced)
 
-    def begin(self) -> int:
-        """The generation a batch begins in."""
-        return self._generation()
+    async def begin(self, stage: str) -> int | None:
+        """The generation a batch begins in; None if the worker is expelled already, and the batch is skipped whole.
+
+        Its rows would start from what this worker last wrote, without the batches the fence kept from writing: its
+        events would contradict the new owner's at the same versions. Its records are the new owner's to process.
+        """
+        begun = self._generation()
+        if begun != NO_GENERATION or await self.holds(begun, stage):
+            return begun
+        return None
 
     async def holds(self, begun: int, stage: str) -> bool:
         """Whether a batch begun in `begun` may write its rows; logs why not."""
@@ -54,7 +61,6 @@ class Fence:
             members = None
         if may_write(begun, current, members):
             return True
-        _log.warning("%s batch of generation %s ends in generation %s: expelled from the group, its rows are not "
-                     "written and its sends not made; the partitions' new owner processes its records again",
-                     stage, begun, current)
+        _log.warning("%s batch of generation %s: expelled from the group (now %s), its rows are not written and its "
+                     "sends not made; the partitions' new owner processes its records again", stage, begun, current)
         return False

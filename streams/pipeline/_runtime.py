@@ -133,7 +133,9 @@ class Runtime:
     # -- the contact writer --------------------------------------------------------------------------------------
 
     async def writer_batch(self, events: Sequence[EventT[Any]]) -> None:
-        batch, generation = _Batch(), self.fence.begin()
+        batch, generation = _Batch(), await self.fence.begin("writer")
+        if generation is None:
+            return  # expelled from the group: the new owner applies these records to the rows as they really are
         for event in events:
             with self.metrics["writer"].observe():
                 await self._write_one(event, batch)
@@ -191,7 +193,9 @@ class Runtime:
     # -- the dispatcher ------------------------------------------------------------------------------------------
 
     async def dispatch_batch(self, events: Sequence[EventT[Any]]) -> None:
-        batch, touched, generation = _Batch(), dict[str, EventT[Any]](), self.fence.begin()
+        batch, touched, generation = _Batch(), dict[str, EventT[Any]](), await self.fence.begin("dispatch")
+        if generation is None:
+            return  # expelled from the group: the new owner admits and sends these jobs
         for event in events:
             with self.metrics["dispatch"].observe():
                 await self._admit_one(event, batch, touched)

@@ -130,6 +130,7 @@ async def test_a_worker_expelled_mid_send_loses_no_message(
     assert len(histories) == MESSAGES
     for message_id, history in histories.items():
         assert sorted(history) == list(range(1, len(history) + 1)), f"{message_id}: versions with gaps"
-        assert all(len(types) == 1 for types in history.values()), f"{message_id}: two events for one version"
+        assert all(len(types) == 1 for types in history.values()), \
+            f"{message_id}: two events for one version: {dict(sorted(history.items()))}"
         terminal = [v for v, types in history.items() if types & TERMINAL]
         assert len(terminal) == 1, f"{message_id}: {len(terminal)} terminal events"
