@@ -138,7 +138,8 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch", "templates")}
     install_endpoints(app, registry, ready_lag=settings.ready_lag)
     cluster = ClusterIdentity(settings.bootstrap)  # the rows' offsets are this cluster's numbers (_guard.py)
-    fence = Fence(lambda: _group_generation(app), lambda: _members(settings.bootstrap, settings.app_id))
+    fence = Fence(lambda: _group_generation(app), lambda: _member_id(app),
+                  lambda: _members(settings.bootstrap, settings.app_id))
     runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency, cluster, fence,
                       DispatchMetrics(registry))
 
@@ -224,8 +225,16 @@ def _group_generation(app: faust.App) -> int:
         return 0
 
 
-async def _members(bootstrap: str, group: str) -> int:
-    return (await describe_group(bootstrap, group)).members
+def _member_id(app: faust.App) -> str:
+    """This consumer's member id in the group ("" while it is not a member)."""
+    try:
+        return str(app.consumer._thread._consumer._coordinator.member_id)  # type: ignore[attr-defined]
+    except AttributeError:
+        return ""
+
+
+async def _members(bootstrap: str, group: str) -> set[str]:
+    return set((await describe_group(bootstrap, group)).member_ids)
 
 
 async def _tick(app: faust.App, topic_names: set[str]) -> None:
