@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
@@ -16,10 +16,11 @@ class GroupState:
 
     state: str
     members: int
+    member_ids: tuple[str, ...] = field(default=(), compare=False)  # the members' ids (the pipeline's fence)
 
 
 async def describe_group(bootstrap: str, group: str) -> GroupState:
-    """The group's state (Stable, PreparingRebalance, Empty, Dead...) and member count."""
+    """The group's state (Stable, PreparingRebalance, Empty, Dead...), member count and member ids."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -27,7 +28,8 @@ async def describe_group(bootstrap: str, group: str) -> GroupState:
     finally:
         await admin.close()
     description = response.to_object()["groups"][0]
-    return GroupState(state=description["state"], members=len(description["members"]))
+    return GroupState(state=description["state"], members=len(description["members"]),
+                      member_ids=tuple(str(member["member_id"]) for member in description["members"]))
 
 
 async def wait_for_stable_group(bootstrap: str, group: str, members: int, timeout: float = 60.0) -> GroupState:

@@ -35,8 +35,9 @@ COMMAND_VERSION: Final = 1
 #   outcome  -- what the dispatcher's send attempt came to
 #   tick     -- the partition's clock: due timers (quiet hours over, retry due, deadline passed) fire
 COMMAND_KINDS: Final = frozenset({"request", "contact", "trigger", "consent", "inbound", "receipt", "outcome", "tick"})
-# What reaches the dispatcher (sb.dispatch, key sender account "<channel>/<sender>"): a send job, or a tick.
-JOB_KINDS: Final = frozenset({"send", "tick"})
+# What reaches the dispatcher (sb.dispatch, key sender account "<channel>/<sender>"): a send job, a tick, or the
+# writer's probe after an attempt it has heard nothing of (the dispatcher answers with what it knows of it).
+JOB_KINDS: Final = frozenset({"send", "tick", "probe"})
 # Lanes: transactional traffic is never stuck behind a marketing backlog (lower rank goes first).
 PRIORITIES: Final = ("high", "normal", "low")
 
@@ -50,6 +51,7 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "outcome": ("command_id", "contact_id", "message_id", "attempt", "outcome"),
     "tick": ("at",),
     "send": ("message_id", "contact_id", "tenant", "attempt", "channel", "sender", "address", "content", "priority"),
+    "probe": ("message_id", "contact_id", "attempt", "channel", "sender"),
 }
 
 

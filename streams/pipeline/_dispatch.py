@@ -105,6 +105,16 @@ class Dispatcher:
         self.incarnation = uuid.uuid4().hex
         self.throttles = 0  # times ready() stopped for want of a token: the operators' rate-limiter metric
 
+    def new_incarnation(self) -> None:
+        """After a rebalance: marks made before it count as another process's.
+
+        faust lets every batch finish before partitions are revoked, so a mark of the old incarnation left in a row
+        belongs to a batch expelled from the group, which never wrote its settlement. Were the marks still this
+        process's when the partition comes back to it, `orphans` would never answer them: the job would stay in
+        flight in the row for good.
+        """
+        self.incarnation = uuid.uuid4().hex
+
     def orphans(self, state: SenderState) -> list[dict[str, Any]]:
         """`unknown` outcomes for jobs a dead worker had in flight: the writer reconciles them from receipts.
 
@@ -131,6 +141,26 @@ class Dispatcher:
             return None
         state.lanes[priority_rank(job["priority"])].append(job)
         return None
+
+    def probe(self, state: SenderState, job: dict[str, Any],
+              settled_before: Callable[[str], str | None]) -> dict[str, Any] | None:
+        """The answer to the writer's probe of an attempt it has heard nothing of: its outcome again if it settled
+        (the first answer was lost), `unknown` if this row never had it or a dead worker had it in flight, nothing
+        while it waits in a lane or is being sent (the writer asks again later)."""
+        key = _key(job)
+        if any(_key(queued) == key for lane in state.lanes for queued in lane):
+            return None
+        mark = state.inflight.get(key)
+        if mark is not None and mark.get("incarnation") == self.incarnation:
+            return None
+        outcome = state.settled.get(key) or settled_before(key)
+        if outcome is not None and mark is None:
+            return outcome_command(job, outcome)
+        # Lost with a dead worker's call, or never here (the row was restored from before the job reached it):
+        # remembered as unknown, so a late copy of the job is never sent, and reconciled from receipts.
+        state.inflight.pop(key, None)
+        self._remember(state, key, "unknown")
+        return outcome_command(job, "unknown")
 
     def ready(self, state: SenderState, limits: Limits,
               now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

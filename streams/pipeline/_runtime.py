@@ -25,6 +25,7 @@ from streams.observability import DispatchMetrics, StageMetrics
 from streams.pipeline._commands import CommandError, check_command, check_job
 from streams.pipeline._dispatch import BreakerSettings, Dispatcher, SenderState
 from streams.pipeline._drivers import DriverPool, limits_for, outbound
+from streams.pipeline._fence import Fence
 from streams.pipeline._guard import ClusterIdentity, is_redelivery, mark_applied
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Effects, Writer
@@ -69,8 +70,8 @@ class Runtime:
 
     def __init__(self, app: faust.App, topics: Topics, config: Any, tables: dict[str, Any],
                  metrics: dict[str, StageMetrics], send_concurrency: int,
-                 cluster: ClusterIdentity, dispatch_metrics: DispatchMetrics | None = None) -> None:
-        self.app, self.topics, self._config, self.cluster = app, topics, config, cluster
+                 cluster: ClusterIdentity, fence: Fence, dispatch_metrics: DispatchMetrics | None = None) -> None:
+        self.app, self.topics, self._config, self.cluster, self.fence = app, topics, config, cluster, fence
         self.contacts, self.timers = tables["contacts"], tables["timers"]
         self.senders, self.sender_index = tables["senders"], tables["sender_index"]
         self.dispatched = tables["dispatched"]  # "message:attempt" -> outcome: a job is never sent twice
@@ -85,8 +86,10 @@ class Runtime:
         return BreakerSettings(d.breaker_window, d.breaker_min_calls, d.breaker_error_rate, d.breaker_open_seconds)
 
     def partitions_revoked(self, revoked: set[Any]) -> None:
-        """A rebalance took partitions away: gauges about sender accounts on them are no longer ours to report."""
+        """A rebalance took partitions away: gauges about sender accounts on them are no longer ours to report, and
+        in-flight marks made before it are another incarnation's (`Dispatcher.new_incarnation`)."""
         self.dispatch_metrics.forget_partitions({tp.partition for tp in revoked if tp.topic == self.topics.dispatch})
+        self.dispatcher.new_incarnation()
 
     async def watcher_stop(self) -> None:
         """Stops polling the declaration file."""
@@ -130,12 +133,15 @@ class Runtime:
     # -- the contact writer --------------------------------------------------------------------------------------
 
     async def writer_batch(self, events: Sequence[EventT[Any]]) -> None:
-        batch = _Batch()
+        batch, generation = _Batch(), await self.fence.begin("writer")
+        if generation is None:
+            return  # expelled from the group: the new owner applies these records to the rows as they really are
         for event in events:
             with self.metrics["writer"].observe():
                 await self._write_one(event, batch)
         await asyncio.gather(*batch.pending)  # outputs are durable before any state that says they were made
-        self._store(self.contacts, self.timers, batch)
+        if await self.fence.holds(generation, "writer"):  # an expelled worker's rows would overwrite newer ones
+            self._store(self.contacts, self.timers, batch)
 
     async def _write_one(self, event: EventT[Any], batch: _Batch) -> None:
         _as_current(event)
@@ -187,19 +193,26 @@ class Runtime:
     # -- the dispatcher ------------------------------------------------------------------------------------------
 
     async def dispatch_batch(self, events: Sequence[EventT[Any]]) -> None:
-        batch, touched = _Batch(), dict[str, EventT[Any]]()
+        batch, touched, generation = _Batch(), dict[str, EventT[Any]](), await self.fence.begin("dispatch")
+        if generation is None:
+            return  # expelled from the group: the new owner admits and sends these jobs
         for event in events:
             with self.metrics["dispatch"].observe():
                 await self._admit_one(event, batch, touched)
         plan = self._plan(batch, touched)
         await asyncio.gather(*batch.pending)
         batch.pending.clear()
+        # Expelled from the group: neither rows nor sends. The new owner sends what we did not mark in flight, and
+        # reconciles what we did; a send made now would be one it cannot know about.
+        if not await self.fence.holds(generation, "dispatch"):
+            return
         self._store_senders(batch)
         if plan:
             await self.app.producer.flush()  # the in-flight marks are durable before any provider call
             await self._send_all(plan, batch)
             await asyncio.gather(*batch.pending)
-            self._store_senders(batch)
+            if await self.fence.holds(generation, "dispatch"):  # else the new owner reconciles our marks
+                self._store_senders(batch)
 
     async def _admit_one(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]]) -> None:
         _as_current(event)
@@ -226,12 +239,19 @@ class Runtime:
         cluster = await self.cluster.id()
         if is_redelivery(state, event.message.offset, cluster):
             return
-        reply = self.dispatcher.admit(state, job, lambda job_key: self.dispatched.get(job_key) is not None)
+        if job["kind"] == "probe":
+            reply = self.dispatcher.probe(state, job, self._settled_outcome)
+        else:
+            reply = self.dispatcher.admit(state, job, lambda job_key: self._settled_outcome(job_key) is not None)
         mark_applied(state, event.message.offset, cluster)
         batch.rows[key] = (state, event)
         touched[key] = event
         if reply is not None:
             batch.pending.append(await self._send_command(reply))
+
+    def _settled_outcome(self, job_key: str) -> str | None:
+        outcome = self.dispatched.get(job_key)
+        return None if outcome is None else str(outcome)
 
     def _plan(self, batch: _Batch, touched: dict[str, EventT[Any]]) -> list[tuple[str, dict[str, Any]]]:
         plan: list[tuple[str, dict[str, Any]]] = []

@@ -30,7 +30,7 @@ class MessageSlot:
     sender: str | None = None
     content: dict[str, Any] | None = None
     timer: float | None = None  # epoch seconds when `timer_kind` fires
-    timer_kind: str | None = None  # defer | retry | deadline | reconcile
+    timer_kind: str | None = None  # defer | retry | probe | deadline | reconcile | late | forget
     tags: tuple[str, ...] = ()
     trace_id: str | None = None
     media: dict[str, Any] | None = None  # a header for a template, or the media of a free-form message

@@ -317,6 +317,9 @@ class Writer:
                 continue
             row.in_dispatch = str(slot.message.id)
             self._dispatch(slot, effects)
+            # A safety net for an outcome that never comes (a row restored from before it was applied): ask the
+            # dispatcher after the attempt if nothing has answered it by then (`_probe`).
+            slot.timer, slot.timer_kind = now + self._config().dispatch.reconcile_seconds, "probe"
 
     def _dispatch(self, slot: MessageSlot, effects: Effects) -> None:
         message = slot.message
@@ -331,6 +334,21 @@ class Writer:
             "address": routing.address, "content": slot.content, "priority": slot.priority,
             "category": message.category.value, "trace_id": slot.trace_id,
         })
+
+    def _probe(self, slot: MessageSlot, now: float, effects: Effects) -> None:
+        """Asks the dispatcher about an attempt unanswered for `reconcile_seconds`, then again after as long.
+
+        The dispatcher answers with the attempt's outcome if it settled it (the answer was lost on the way), with
+        `unknown` if it never had the job (it is reconciled from receipts, never re-sent blindly), and not at all
+        while the job waits its turn or is being sent.
+        """
+        message, routing = slot.message, slot.message.routing
+        if message.phase.value != "dispatching" or routing is None or slot.channel is None:
+            return
+        effects.jobs.append({"kind": "probe", "v": 1, "message_id": str(message.id),
+                             "contact_id": str(message.contact_id), "attempt": message.attempt,
+                             "channel": slot.channel, "sender": routing.sender, "trace_id": slot.trace_id})
+        slot.timer, slot.timer_kind = now + self._config().dispatch.reconcile_seconds, "probe"
 
     def _accepted(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
                   effects: Effects) -> None:
@@ -418,6 +436,8 @@ class Writer:
             row.in_dispatch = None
             row.enqueue(str(message.id), _rank(slot))
             self._collect(slot, message, effects)
+        elif kind == "probe":
+            self._probe(slot, now, effects)
         elif kind == "deadline" and not message.receipts:
             self._fail_over(row, slot, f"not delivered within {slot.deadline_seconds:g} s", now, effects)
         else:

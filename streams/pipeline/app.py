@@ -20,12 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from streams import _faust_fixes
 from streams.observability import DispatchMetrics, StageMetrics, install_endpoints, is_ready
+from streams.pipeline._fence import Fence
 from streams.pipeline._guard import ClusterIdentity
 from streams.pipeline._runtime import Runtime, Topics
 from streams.pipeline._template_agent import TemplateAgent
 from streams.pipeline._templates import TemplateTopics
 from streams.tally import service_worker
 from switchboard.config import PipelineWatcher
+from switchboard.groups import describe_group
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 
 __all__ = ["PipelineSettings", "build_app", "run_pipeline"]
@@ -136,7 +138,9 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     metrics = {stage: StageMetrics(stage, registry) for stage in ("triggers", "writer", "dispatch", "templates")}
     install_endpoints(app, registry, ready_lag=settings.ready_lag)
     cluster = ClusterIdentity(settings.bootstrap)  # the rows' offsets are this cluster's numbers (_guard.py)
-    runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency, cluster,
+    fence = Fence(lambda: _group_generation(app), lambda: _member_id(app),
+                  lambda: _members(settings.bootstrap, settings.app_id))
+    runtime = Runtime(app, topics, watcher, tables, metrics, settings.send_concurrency, cluster, fence,
                       DispatchMetrics(registry))
 
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -209,6 +213,28 @@ class _StateRow:
 def _state_table(app: faust.App, name: str, partitions: int) -> Any:
     # faust pops `driver` and `read_only` from the options it is given: each table gets its own dict.
     return app.Table(name, key_type=str, value_type=_StateRow, partitions=partitions, options=dict(ROCKSDB_OPTIONS))
+
+
+def _group_generation(app: faust.App) -> int:
+    """The consumer's group generation as its coordinator client knows it now (aiokafka resets it to -1 the moment
+    the coordinator answers that the worker was expelled). faust keeps only the generation of the last assignment
+    (`consumer_generation_id`), which does not change until the worker has rejoined: too late for the fence."""
+    try:
+        return int(app.consumer._thread._consumer._coordinator.generation)  # type: ignore[attr-defined]
+    except AttributeError:  # no consumer yet (nothing to fence), or another transport: never fence
+        return 0
+
+
+def _member_id(app: faust.App) -> str:
+    """This consumer's member id in the group ("" while it is not a member)."""
+    try:
+        return str(app.consumer._thread._consumer._coordinator.member_id)  # type: ignore[attr-defined]
+    except AttributeError:
+        return ""
+
+
+async def _members(bootstrap: str, group: str) -> set[str]:
+    return set((await describe_group(bootstrap, group)).member_ids)
 
 
 async def _tick(app: faust.App, topic_names: set[str]) -> None:

@@ -74,6 +74,17 @@ def test_a_job_in_flight_in_a_dead_worker_is_reported_unknown_not_resent() -> No
     assert not state.inflight
 
 
+def test_a_mark_left_by_a_batch_expelled_from_the_group_is_an_orphan_when_the_partition_comes_back() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    dispatcher.admit(state, job(1), never)
+    dispatcher.ready(state, FAST, now=0.0)  # marked, sent; the settlement was never written (the fence held it)
+    assert dispatcher.orphans(state) == []  # while this worker keeps its partitions, the call is its own
+    dispatcher.new_incarnation()  # the rebalance that took the partition away, and later gave it back
+    [lost] = dispatcher.orphans(state)
+    assert (lost["message_id"], lost["attempt"], lost["outcome"]) == ("m-1", 1, "unknown")
+    assert not state.inflight
+
+
 def test_the_circuit_opens_sheds_and_closes_after_a_probe() -> None:
     settings = BreakerSettings(window=4, min_calls=4, error_rate=0.5, open_seconds=10)
     dispatcher, state = Dispatcher(lambda: settings), SenderState()
@@ -102,3 +113,52 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
     dispatcher.settle(state, probe, result(probe, Outcome.RETRY_LATER), now=5.0)
     assert state.breaker.state(9.0) == "open"
     assert state.breaker.state(10.0) == "half_open"
+
+
+def probe_of(sent: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "probe", "message_id": sent["message_id"], "contact_id": sent["contact_id"],
+            "attempt": sent["attempt"], "channel": sent["channel"], "sender": sent["sender"]}
+
+
+def nothing(_: str) -> str | None:
+    return None
+
+
+def test_a_probe_of_a_job_waiting_or_being_sent_gets_no_answer() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    dispatcher.admit(state, job(1), never)
+    assert dispatcher.probe(state, probe_of(job(1)), nothing) is None  # queued: it goes in its turn
+    dispatcher.ready(state, FAST, now=0.0)
+    assert dispatcher.probe(state, probe_of(job(1)), nothing) is None  # this worker is calling the provider
+
+
+def test_a_probe_of_a_settled_job_repeats_its_outcome() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    dispatcher.admit(state, job(1), never)
+    [sent], _ = dispatcher.ready(state, FAST, now=0.0)
+    dispatcher.settle(state, sent, result(sent, Outcome.RETRY_LATER), now=0.1)
+    answer = dispatcher.probe(state, probe_of(sent), nothing)
+    assert answer is not None
+    assert (answer["attempt"], answer["outcome"]) == (1, "retry_later")
+    moved = dispatcher.probe(SenderState(), probe_of(sent), {"m-1:1": "accepted"}.get)  # in the dispatched table
+    assert moved is not None
+    assert moved["outcome"] == "accepted"
+
+
+def test_a_probe_of_a_job_this_row_never_had_is_unknown_and_the_job_is_never_sent_later() -> None:
+    dispatcher, state = Dispatcher(), SenderState()
+    answer = dispatcher.probe(state, probe_of(job(1)), nothing)
+    assert answer is not None
+    assert answer["outcome"] == "unknown"
+    assert dispatcher.admit(state, job(1), never) is None
+    assert state.queued == 0
+
+
+def test_a_probe_of_a_job_a_dead_worker_had_in_flight_is_unknown() -> None:
+    dead, state = Dispatcher(), SenderState()
+    dead.admit(state, job(1), never)
+    dead.ready(state, FAST, now=0.0)
+    answer = Dispatcher().probe(state, probe_of(job(1)), nothing)
+    assert answer is not None
+    assert answer["outcome"] == "unknown"
+    assert not state.inflight

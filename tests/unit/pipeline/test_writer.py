@@ -150,6 +150,23 @@ def test_a_lost_attempt_is_reconciled_by_its_receipt(config: PipelineConfig) -> 
     assert w.handle(row, {"kind": "tick", "at": NOON + 120}, NOON + 120).jobs == []
 
 
+def test_an_attempt_nothing_answers_is_probed_at_the_dispatcher_every_reconcile_interval(
+        config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    wait = config.dispatch.reconcile_seconds
+    assert w.handle(row, {"kind": "tick", "at": NOON + wait - 1}, NOON + wait - 1).jobs == []
+    [probe] = w.handle(row, {"kind": "tick", "at": NOON + wait}, NOON + wait).jobs
+    assert probe["kind"] == "probe"
+    assert {k: probe[k] for k in ("message_id", "attempt", "channel", "sender")} == \
+        {k: job[k] for k in ("message_id", "attempt", "channel", "sender")}
+    assert [j["kind"] for j in w.handle(row, {"kind": "tick", "at": NOON + 2 * wait}, NOON + 2 * wait).jobs] == \
+        ["probe"]
+    w.handle(row, outcome(job, "accepted", provider_message_id="wamid.1"), NOON + 2 * wait + 1)
+    assert all(j["kind"] != "probe" for j in w.handle(row, {"kind": "tick", "at": NOON + 9 * wait},
+                                                       NOON + 9 * wait).jobs)
+
+
 def test_a_failed_receipt_that_overtakes_the_acceptance_still_makes_the_message_fall_back(
         config: PipelineConfig) -> None:
     row, w = ContactRow(), writer(config)
