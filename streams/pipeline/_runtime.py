@@ -137,6 +137,10 @@ class Runtime:
         if generation is None:
             return  # expelled from the group: the new owner applies these records to the rows as they really are
         for event in events:
+            # Per record, not only per batch: a worker frozen mid-batch (and expelled meanwhile) must not go on to
+            # emit events from rows the new owner has moved past; those would contradict its own at the same versions.
+            if not await self.fence.holds(generation, "writer"):
+                return
             with self.metrics["writer"].observe():
                 await self._write_one(event, batch)
         await asyncio.gather(*batch.pending)  # outputs are durable before any state that says they were made
@@ -197,6 +201,8 @@ class Runtime:
         if generation is None:
             return  # expelled from the group: the new owner admits and sends these jobs
         for event in events:
+            if not await self.fence.holds(generation, "dispatch"):  # as in writer_batch: stop at once when expelled
+                return
             with self.metrics["dispatch"].observe():
                 await self._admit_one(event, batch, touched)
         plan = self._plan(batch, touched)
