@@ -60,6 +60,7 @@ DEFAULT_APP_SECRET = "simulator-app-secret"  # a development default, documented
 ENV_ACCESS_TOKEN = "SWITCHBOARD_SIMULATOR_ACCESS_TOKEN"
 ENV_APP_SECRET = "SWITCHBOARD_SIMULATOR_APP_SECRET"
 _TRANSIENT = ((500, 131000), (503, 131016), (503, 2))  # what a "5xx" fault answers with, chosen by the seeded rng
+_WEBHOOK_HEADERS = {"Content-Type": "application/json", "User-Agent": "facebookexternalua"}
 _log = logging.getLogger(__name__)
 
 
@@ -200,11 +201,15 @@ class _Outbox:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            delay = self._heap[0][0] - loop.time()
-            if delay > 0:
+            due = self._heap[0][0]
+            if due > loop.time():
+                # One timer handle, not a wait_for task per wait: put() wakes us early for an earlier webhook.
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                timer = loop.call_at(due, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
                 continue
             _, _, delivery = heapq.heappop(self._heap)
             await self._slots.acquire()
@@ -264,7 +269,10 @@ class WhatsAppSimulator:
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()
         host, port = self._runner.addresses[0][:2]
         self._url = f"http://{host}:{port}"
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.webhook_timeout))
+        # Keep-alive connections, as many as posts in flight; no cookie jar (a receiver sets none worth keeping).
+        connector = aiohttp.TCPConnector(limit=max(1, self.config.webhook_concurrency))
+        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                              timeout=aiohttp.ClientTimeout(total=self.config.webhook_timeout))
         self._outbox = _Outbox(self._post_webhook, self.config.webhook_concurrency)
         self._outbox.start()
 
@@ -482,13 +490,13 @@ class WhatsAppSimulator:
             return
         start = asyncio.get_running_loop().time()
         for step, body in enumerate(bodies, start=1):
-            self._outbox.put(start + interval * step, _Delivery(json.dumps(body).encode()))
+            # Compact, as Meta posts them.
+            self._outbox.put(start + interval * step, _Delivery(json.dumps(body, separators=(",", ":")).encode()))
 
     async def _post_webhook(self, delivery: _Delivery) -> None:
         if self._session is None or self._outbox is None or self.config.webhook_url is None:
             return  # stopping: nothing more goes out
-        headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua",
-                   SIGNATURE_HEADER: hub_signature(delivery.body, self.config.app_secret)}
+        headers = {**_WEBHOOK_HEADERS, SIGNATURE_HEADER: hub_signature(delivery.body, self.config.app_secret)}
         urls = self.config.webhook_url.split(",")
         url, self._posts = urls[self._posts % len(urls)].strip(), self._posts + 1
         try:
