@@ -74,8 +74,6 @@ class NormaliserConfig:
     config_path: Path = Path("pipeline.toml")
     poll_seconds: float = 0.2
     max_records: int = 500  # raw records per batch: their outputs are written, then the batch is committed
-    fetch_min_bytes: int = 64 * 1024  # about 60 status webhooks
-    fetch_max_wait_ms: int = 20  # the most a webhook waits for others to fill a fetch
     catch_up_seconds: float = 120.0  # reading the contact topic to its end, at start and before inbound batches
     web_host: str = "127.0.0.1"
     web_port: int | None = None  # /healthz, /readyz and /metrics; None: not served
@@ -198,12 +196,8 @@ class Normaliser:
         await self._producer.start()
         self._writer = BatchWriter(self._producer)
         await self._contacts.start()  # the index first: inbound senders are looked up in every contact so far
-        # The broker holds a fetch until fetch_min_bytes of webhooks are there or fetch_max_wait_ms passed, so a
-        # steady stream comes in polls of dozens of records (one produce and one commit each), not of one or two.
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.bootstrap, group_id=self.config.group,
-                                    enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_min_bytes=self.config.fetch_min_bytes,
-                                    fetch_max_wait_ms=self.config.fetch_max_wait_ms)
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
         consumer.subscribe([self.config.raw_topic], listener=RevokeGate(self._batch_finished))
         self._consumer = consumer
         await consumer.start()
