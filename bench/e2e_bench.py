@@ -56,7 +56,7 @@ START_TIMEOUT = 120.0
 STATUSES = ("MessageSent", "MessageDelivered", "MessageRead")
 STATUS_IDS = {v.schema_id: name for name in STATUSES for v in default_registry().versions(name)}
 SIMULATOR_COUNTERS = re.compile(r"simulator stopped: SimulatorCounters\((.*)\)")
-PROFILE_OUT = "/tmp/sb-e2e-profile.txt"
+PROFILE_OUT = "/tmp/sb-e2e-profile.txt"  # the first worker's; another part's goes to /tmp/sb-e2e-profile-<part>.txt
 SIMULATOR_BANNER = re.compile(r"simulator at (http://[^/\s]+)/")
 PIPELINE = f"""
 [streams]
@@ -261,7 +261,8 @@ class Stack:
     def pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.named.items() if process.pid is not None}
 
-    async def run(self, count: int, rate: float | None = None, py_spy: str | None = None) -> E2EResult:
+    async def run(self, count: int, rate: float | None = None, py_spy: str | None = None,
+                  profiled: Sequence[str] = ("pipeline-1",)) -> E2EResult:
         """Requests for `count` new messages; returns once every one of them was read."""
         requests = make_requests(self.next_request, count)
         self.next_request += count
@@ -271,23 +272,23 @@ class Stack:
         cpu_before = {name: process_cpu(pid) for name, pid in self.pids().items()}
         waiting = asyncio.ensure_future(watch.wait({r.message_id for r in requests}, self.processes,
                                                    60 + count / 10))
-        sampler = await self._sample(py_spy)
+        samplers = [await self._sample(py_spy, part) for part in profiled] if py_spy else []
         try:
             requested = await produce(self.bootstrap, topics.commands, requests, rate)
             read = await waiting
         finally:
             waiting.cancel()
-            if sampler is not None:
+            for sampler in samplers:
                 await sampler.wait()
         cpu = {name: process_cpu(pid) - cpu_before[name] for name, pid in self.pids().items()}
         return E2EResult(self.workers, requested, read, watch.receipts, cpu)
 
-    async def _sample(self, py_spy: str | None) -> asyncio.subprocess.Process | None:
-        """py-spy on the first worker for 15 s (collapsed stacks with idle samples) to PROFILE_OUT."""
-        if py_spy is None:
-            return None
-        command = [py_spy, "record", "--pid", str(self.pids()["pipeline-1"]), "--duration", "15", "--format", "raw",
-                   "--idle", "--nonblocking", "--output", PROFILE_OUT]
+    async def _sample(self, py_spy: str, part: str) -> asyncio.subprocess.Process:
+        """py-spy on one part for 15 s (collapsed stacks with idle samples) to PROFILE_OUT (the first worker) or
+        /tmp/sb-e2e-profile-<part>.txt."""
+        output = PROFILE_OUT if part == "pipeline-1" else PROFILE_OUT.replace(".txt", f"-{part}.txt")
+        command = [py_spy, "record", "--pid", str(self.pids()[part]), "--duration", "15", "--format", "raw",
+                   "--idle", "--nonblocking", "--output", output]
         return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.STDOUT)
 
@@ -303,14 +304,15 @@ class Stack:
 
 
 async def run_e2e(bootstrap: str, workers: int, messages: int, warmup: int, partitions: int = 6,
-                  keep: bool = False, py_spy: str | None = None) -> E2EResult:
+                  keep: bool = False, py_spy: str | None = None,
+                  profiled: Sequence[str] = ("pipeline-1",)) -> E2EResult:
     """A fresh stack with `workers` pipeline workers: a warm-up, then a backlog of `messages` requests."""
     root = Path(tempfile.mkdtemp(prefix="sb-bench-e2e-"))
     stack = Stack(bootstrap, root, workers, partitions)
     try:
         await stack.start()
         await stack.run(warmup)
-        result = await stack.run(messages, py_spy=py_spy)
+        result = await stack.run(messages, py_spy=py_spy, profiled=profiled)
         result.peak_rss = stack.peak_rss()
     finally:
         counters = stack.stop()
@@ -343,10 +345,14 @@ async def bench_e2e(bootstrap: str, args: argparse.Namespace) -> list[E2EResult]
     print("| figure | value |\n| --- | --- |")
     for workers in args.workers:
         result = await run_e2e(bootstrap, workers, args.messages, args.warmup, args.partitions, args.keep,
-                                args.py_spy)
+                                args.py_spy, args.profile)
         print_result(result)
         results.append(result)
     return results
+
+
+def _names(text: str) -> Sequence[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _counts(text: str) -> Sequence[int]:
@@ -361,6 +367,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--keep", action="store_true", help="keep the logs and state directories")
     parser.add_argument("--py-spy", help=f"a py-spy executable: sample the first worker 15 s into {PROFILE_OUT}")
+    parser.add_argument("--profile", type=_names, default=["pipeline-1"],
+                        help="the parts py-spy samples, comma-separated (default pipeline-1; also simulator, receiver, "
+                             "normaliser)")
     args = parser.parse_args()
     print_machine()
     print(f"WhatsApp simulator: one number at tier {TIER} ({TIER_MPS:,} msg/s), receipts sent, delivered, read")

@@ -23,6 +23,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench._common import benchmark_broker, peak_rss_mb, print_machine
+from bench.pipeline_bench import process_cpu
 from connectors import SIGNATURE_HEADER, hub_signature
 from connectors.receiver import RAW_TOPIC
 from connectors.whatsapp import ENV_APP_SECRET, ENV_VERIFY_TOKEN
@@ -145,7 +146,9 @@ def bench_webhooks(bootstrap: str, requests: int, concurrency: int, py_spy: str 
             profiler = subprocess.Popen([py_spy, "record", "-p", str(receiver.pid), "-d", "10", "-o", profile_out,
                                          "-f", "raw", "--nonblocking"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu_before = process_cpu(receiver.pid)
         latencies, statuses, wall = asyncio.run(drive(url, bodies[WARMUP:], concurrency))
+        cpu = process_cpu(receiver.pid) - cpu_before
         memory = peak_rss_mb(receiver.pid)
     finally:
         if profiler is not None:
@@ -161,6 +164,8 @@ def bench_webhooks(bootstrap: str, requests: int, concurrency: int, py_spy: str 
     print(f"rate: {accepted / wall:,.0f} acks/s over {wall:.2f} s")
     print(f"latency: p50 {percentile(ordered, 0.50) * 1000:.1f} ms, p99 {percentile(ordered, 0.99) * 1000:.1f} ms, "
           f"max {ordered[-1] * 1000:.1f} ms, mean {statistics.fmean(ordered) * 1000:.1f} ms")
+    print(f"receiver CPU: {cpu:.2f} s, {cpu / max(accepted, 1) * 1e6:.0f} µs per acknowledged webhook; load average "
+          f"{os.getloadavg()[0]:.2f}")
     print(f"receiver peak RSS: {memory:.0f} MiB")
     expected = WARMUP + accepted  # the warm-up requests were accepted too (checked by this count)
     verdict = "OK" if stored == expected else "MISMATCH"

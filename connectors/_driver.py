@@ -64,6 +64,11 @@ class ChannelDriver(abc.ABC):
     def parse_webhook(self, raw_body: bytes) -> list[NormalizedItem]:
         """Every item of a verified body, in order; MalformedWebhook (answer 400) when it is not a notification."""
 
+    def check_webhook(self, raw_body: bytes) -> None:
+        """MalformedWebhook (answer 400) when a verified body is not a notification: the receiver's check before
+        storing it. By default a full parse; a driver may check the shape only, if it raises in the same cases."""
+        self.parse_webhook(raw_body)
+
     def answer_handshake(self, query: Mapping[str, str]) -> str | None:
         """The body for a GET subscription handshake, None when the channel has none; HandshakeRejected (403)."""
         return None

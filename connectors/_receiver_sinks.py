@@ -30,6 +30,10 @@ REJECTS_TOPIC: Final = "sb.rejects"
 CONTENT_SHA256: Final = "content-sha256"  # record header with the body's hex sha256; also the record key
 # A 1 MiB body plus its headers is over Kafka's default 1 MiB record limit: both topics and the producer allow 2 MiB.
 MAX_RECORD_BYTES: Final = 2 * 1024 * 1024
+# Webhooks answered at once share a produce request: each waits up to this long for others to join its batch
+# (aiokafka keeps one request in flight per broker, so under load batches form anyway; the linger also batches
+# a steady trickle). A few ms against a provider's answer budget of seconds.
+LINGER_MS: Final = 5
 
 
 class RawWebhookSink(abc.ABC):
@@ -79,12 +83,13 @@ class KafkaWebhookSink(RawWebhookSink):
     """Writes to the raw and rejects topics (audit logs, created at start) with acks=all and idempotence."""
 
     def __init__(self, bootstrap: str, raw_topic: str = RAW_TOPIC, rejects_topic: str = REJECTS_TOPIC, *,
-                 prefix: str = "", partitions: int = 6, replication: int = -1) -> None:
+                 prefix: str = "", partitions: int = 6, replication: int = -1, linger_ms: int = LINGER_MS) -> None:
         self.bootstrap = bootstrap
         self.raw_topic = prefix + raw_topic
         self.rejects_topic = prefix + rejects_topic
         self.partitions = partitions
         self.replication = replication
+        self.linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
 
     def topic_specs(self) -> list[TopicSpec]:
@@ -96,7 +101,7 @@ class KafkaWebhookSink(RawWebhookSink):
     async def start(self) -> None:
         """Creates the topics if missing, then starts the producer."""
         await ensure_topics(self.bootstrap, self.topic_specs())
-        producer = new_producer(self.bootstrap, max_request_size=MAX_RECORD_BYTES)
+        producer = new_producer(self.bootstrap, max_request_size=MAX_RECORD_BYTES, linger_ms=self.linger_ms)
         await producer.start()
         self._producer = producer
 

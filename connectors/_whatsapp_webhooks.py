@@ -24,7 +24,7 @@ from connectors._items import (
 )
 from connectors._results import ProviderError
 
-__all__ = ["parse_whatsapp_webhook"]
+__all__ = ["check_whatsapp_webhook", "parse_whatsapp_webhook"]
 
 CHANNEL = "whatsapp"
 Json = Mapping[str, Any]
@@ -51,6 +51,14 @@ def parse_whatsapp_webhook(raw_body: bytes) -> list[NormalizedItem]:
         for change in _objects(entry.get("changes", []), "entry[].changes"):
             items.extend(_change(waba, entry.get("time"), change))
     return items
+
+
+def check_whatsapp_webhook(raw_body: bytes) -> None:
+    """MalformedWebhook exactly when parse_whatsapp_webhook would raise it, without building the items."""
+    document = _load(raw_body)
+    for entry in _objects(document.get("entry"), "entry"):
+        for _ in _objects(entry.get("changes", []), "entry[].changes"):
+            pass
 
 
 def _load(raw_body: bytes) -> Json:

@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors._items import InboundItem, NormalizedItem
+from connectors._normaliser_batches import BatchWriter, Record
 from connectors._normaliser_index import AddressIndex, auto_external_ref, normal_address
 from connectors._normaliser_kafka import ContactFollower, RevokeGate, require_topics
 from connectors._normaliser_map import (
@@ -58,6 +59,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 # Header on every record the normaliser writes: {"topic", "partition", "offset"} of the raw webhook it came from.
 RAW_SOURCE_HEADER: Final = "raw-source"
+# The producer's batch size: a poll's commands for one partition fit in one batch; under the topics' 1 MiB limit.
+BATCH_BYTES: Final = 512 * 1024
 Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
@@ -147,6 +150,7 @@ class Normaliser:
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._writer: BatchWriter | None = None
         self.observability = self._observability()
         self._stage = self.observability.stage("normaliser")
 
@@ -187,8 +191,10 @@ class Normaliser:
             self.config.template_commands: "switchboard pipeline"})
         if self._watcher is not None:
             self._watcher.start()
-        self._producer = new_producer(self.config.bootstrap)
+        # A whole poll's commands for one partition go out as one batch (up to max_records raw records' worth).
+        self._producer = new_producer(self.config.bootstrap, max_batch_size=BATCH_BYTES)
         await self._producer.start()
+        self._writer = BatchWriter(self._producer)
         await self._contacts.start()  # the index first: inbound senders are looked up in every contact so far
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.bootstrap, group_id=self.config.group,
                                     enable_auto_commit=False, auto_offset_reset="earliest")
@@ -220,13 +226,15 @@ class Normaliser:
         parsed = [self._parse(record) for record in records]
         if any(isinstance(item, InboundItem) for one in parsed for item in one.items):
             await self._contacts.sync()  # every contact registered so far is known before a sender is looked up
-        writes = []
+        outputs: list[Record] = []
         for one in parsed:
             with self._stage.observe(), tracing.use(one.span):
                 mapped = Mapped([one.parked]) if one.parked else self._mapper.map(one.source, one.driver, one.items)
                 self.stats.count(mapped)
-                writes.extend([await self._send(output, one.source) for output in mapped.outputs])
-        await asyncio.gather(*writes)  # acknowledged by every in-sync replica before the offsets move
+                outputs.extend(self._record(output, one.source) for output in mapped.outputs)
+        assert self._writer is not None
+        # One batch per partition for the whole poll, acknowledged by every in-sync replica before the offsets move.
+        await asyncio.gather(*await self._writer.write(outputs))
 
     def _parse(self, record: ConsumerRecord[bytes, bytes]) -> _Parsed:
         headers = {name: value.decode(errors="replace") for name, value in record.headers}
@@ -242,9 +250,7 @@ class Normaliser:
                 _log.warning("raw webhook at %s parked: %s", source.pointer(), error)
             return _Parsed(source, driver, [], dead_letter(source, driver or None, str(error)), span)
 
-    async def _send(self, output: Output, source: Source) -> asyncio.Future[Any]:
-        producer = self._producer
-        assert producer is not None
+    def _record(self, output: Output, source: Source) -> Record:
         span = tracing.current()
         if output.kind is OutputKind.COMMAND:
             topic, value = self.config.topics.commands, output.value
@@ -263,9 +269,7 @@ class Normaliser:
         # receipt of a traced message continues the message's trace; the webhook's span is linked in the headers.
         headers = [(RAW_SOURCE_HEADER, json.dumps(source.pointer(), separators=(",", ":")).encode()),
                    *tracing.record_headers(value.get("trace_id"))]
-        future: asyncio.Future[Any] = await producer.send(topic, body, key=output.key.encode() if output.key else None,
-                                                          headers=headers)
-        return future
+        return Record(topic, output.key.encode() if output.key else None, body, headers)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -14,6 +14,7 @@ from connectors._receiver_http import (
     MAX_BODY_BYTES,
     METRICS,
     SINK,
+    FailuresAccessLogger,
     ReceiverConfig,
     ReceiverMetrics,
     handle_get,
@@ -31,7 +32,7 @@ from connectors._receiver_sinks import (
 )
 from connectors.registry import get_driver
 from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
-from switchboard.tracing import AccessLogger, http_middleware
+from switchboard.tracing import http_middleware
 
 __all__ = [
     "CONTENT_SHA256",
@@ -83,7 +84,7 @@ async def run_receiver(bootstrap: str, *, host: str = "127.0.0.1", port: int = 8
     sink = KafkaWebhookSink(bootstrap, prefix=prefix, partitions=partitions)
     await sink.start()
     runner = web.AppRunner(build_receiver_app(ReceiverConfig(drivers), sink), shutdown_timeout=5.0,
-                           access_log_class=AccessLogger)
+                           access_log_class=FailuresAccessLogger)
     try:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

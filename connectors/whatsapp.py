@@ -20,7 +20,7 @@ from connectors._results import LocalErrorCode, Outcome, ProviderError, SendResu
 from connectors._transport import AiohttpTransport, Transport, TransportResponse
 from connectors._whatsapp_codes import WHATSAPP_ERROR_CODES, CodeRule, classify_whatsapp, retry_after_for
 from connectors._whatsapp_payloads import LIMITS, build_send_body
-from connectors._whatsapp_webhooks import parse_whatsapp_webhook
+from connectors._whatsapp_webhooks import check_whatsapp_webhook, parse_whatsapp_webhook
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -149,6 +149,10 @@ class WhatsAppDriver(ChannelDriver):
     def parse_webhook(self, raw_body: bytes) -> list[NormalizedItem]:
         """Every entry, change, status and message; our message id from biz_opaque_callback_data."""
         return parse_whatsapp_webhook(raw_body)
+
+    def check_webhook(self, raw_body: bytes) -> None:
+        """The envelope, every entry and every change are objects in lists; the items are not built."""
+        check_whatsapp_webhook(raw_body)
 
     def answer_handshake(self, query: Mapping[str, str]) -> str | None:
         """The hub.challenge to echo when hub.mode is subscribe and hub.verify_token matches."""

@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from connectors._hub import SIGNATURE_HEADER, hub_signature
 from connectors._privacy import mask_phone
+from connectors._simulator_http import PostFailed, WebhookPoster
 from connectors._simulator_validation import Reject, validate_send_body
 from connectors._whatsapp_bodies import (
     error_body,
@@ -60,6 +60,7 @@ DEFAULT_APP_SECRET = "simulator-app-secret"  # a development default, documented
 ENV_ACCESS_TOKEN = "SWITCHBOARD_SIMULATOR_ACCESS_TOKEN"
 ENV_APP_SECRET = "SWITCHBOARD_SIMULATOR_APP_SECRET"
 _TRANSIENT = ((500, 131000), (503, 131016), (503, 2))  # what a "5xx" fault answers with, chosen by the seeded rng
+_WEBHOOK_HEADERS = {"Content-Type": "application/json", "User-Agent": "facebookexternalua"}
 _log = logging.getLogger(__name__)
 
 
@@ -200,11 +201,15 @@ class _Outbox:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            delay = self._heap[0][0] - loop.time()
-            if delay > 0:
+            due = self._heap[0][0]
+            if due > loop.time():
+                # One timer handle, not a wait_for task per wait: put() wakes us early for an earlier webhook.
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                timer = loop.call_at(due, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
                 continue
             _, _, delivery = heapq.heappop(self._heap)
             await self._slots.acquire()
@@ -241,7 +246,7 @@ class WhatsAppSimulator:
         self._injected: deque[tuple[int, int | None]] = deque()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._poster: WebhookPoster | None = None
         self._outbox: _Outbox | None = None
         self._posts = 0  # webhook posts so far: picks the next of several webhook URLs
         self._url: str | None = None
@@ -264,7 +269,8 @@ class WhatsAppSimulator:
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()
         host, port = self._runner.addresses[0][:2]
         self._url = f"http://{host}:{port}"
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.webhook_timeout))
+        # Keep-alive connections, as many as posts in flight.
+        self._poster = WebhookPoster(self.config.webhook_concurrency, self.config.webhook_timeout)
         self._outbox = _Outbox(self._post_webhook, self.config.webhook_concurrency)
         self._outbox.start()
 
@@ -279,9 +285,9 @@ class WhatsAppSimulator:
                 await self._outbox.drain(timeout)
             await self._outbox.close()
             self._outbox = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._poster is not None:
+            await self._poster.aclose()
+            self._poster = None
 
     async def __aenter__(self) -> WhatsAppSimulator:
         await self.start()
@@ -482,20 +488,18 @@ class WhatsAppSimulator:
             return
         start = asyncio.get_running_loop().time()
         for step, body in enumerate(bodies, start=1):
-            self._outbox.put(start + interval * step, _Delivery(json.dumps(body).encode()))
+            # Compact, as Meta posts them.
+            self._outbox.put(start + interval * step, _Delivery(json.dumps(body, separators=(",", ":")).encode()))
 
     async def _post_webhook(self, delivery: _Delivery) -> None:
-        if self._session is None or self._outbox is None or self.config.webhook_url is None:
+        if self._poster is None or self._outbox is None or self.config.webhook_url is None:
             return  # stopping: nothing more goes out
-        headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua",
-                   SIGNATURE_HEADER: hub_signature(delivery.body, self.config.app_secret)}
+        headers = {**_WEBHOOK_HEADERS, SIGNATURE_HEADER: hub_signature(delivery.body, self.config.app_secret)}
         urls = self.config.webhook_url.split(",")
         url, self._posts = urls[self._posts % len(urls)].strip(), self._posts + 1
         try:
-            async with self._session.post(url, data=delivery.body, headers=headers) as answer:
-                await answer.read()
-                delivered = 200 <= answer.status < 300
-        except (aiohttp.ClientError, TimeoutError):
+            delivered = 200 <= await self._poster.post(url, delivery.body, headers) < 300
+        except PostFailed:
             delivered = False
         if delivered:
             self.counters.webhooks_posted += 1

@@ -103,6 +103,9 @@ class HttpMetrics:
                                 ["route", "method", "status"], registry=registry)
         self.duration = Histogram("switchboard_http_request_duration_seconds", "Time to answer an HTTP request",
                                   ["route", "method"], registry=registry)
+        # Labelled children by label values: labels() takes a lock and builds a key on every call.
+        self._counted: dict[tuple[str, str, str], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
 
     @web.middleware
     async def middleware(self, request: web.Request,
@@ -120,8 +123,17 @@ class HttpMetrics:
         finally:
             route = request.match_info.route.resource
             name = route.canonical if route is not None else "unmatched"
-            self.requests.labels(name, request.method, str(status)).inc()
-            self.duration.labels(name, request.method).observe(time.perf_counter() - started)
+            self._count(name, request.method, status, time.perf_counter() - started)
+
+    def _count(self, route: str, method: str, status: int, seconds: float) -> None:
+        counted = self._counted.get((route, method, str(status)))
+        if counted is None:
+            counted = self._counted[(route, method, str(status))] = self.requests.labels(route, method, str(status))
+        timed = self._timed.get((route, method))
+        if timed is None:
+            timed = self._timed[(route, method)] = self.duration.labels(route, method)
+        counted.inc()
+        timed.observe(seconds)
 
 
 class _LagSource(Protocol):

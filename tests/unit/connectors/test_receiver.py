@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from connectors import SIGNATURE_HEADER, SecretSource
+from connectors._receiver_http import FailuresAccessLogger
 from connectors.receiver import CONTENT_SHA256, InMemoryWebhookSink, ReceiverConfig, build_receiver_app
 from connectors.whatsapp import WhatsAppDriver
 from connectors.whatsapp_simulator import status_object, status_webhook_body
@@ -197,3 +200,27 @@ async def test_a_missing_app_secret_is_500_not_a_reject() -> None:
         answer = await client.post(URL, data=raw, headers=signed(raw))
         assert answer.status == 500
     assert (sink.accepted, sink.rejected) == ([], [])
+
+
+async def test_the_access_log_keeps_refusals_not_accepted_webhooks(caplog: pytest.LogCaptureFixture) -> None:
+    driver = WhatsAppDriver(driver_config())
+    app = build_receiver_app(ReceiverConfig({"whatsapp": driver}, max_body_bytes=LIMIT), InMemoryWebhookSink())
+    runner = web.AppRunner(app, access_log_class=FailuresAccessLogger)  # as run_receiver serves it
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}{URL}"
+        raw = receipt_body()
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession() as session:
+                async with session.post(url, data=raw, headers=signed(raw)) as answer:
+                    assert answer.status == 200
+                async with session.post(url, data=raw, headers={"X-Hub-Signature-256": "sha256=00"}) as answer:
+                    assert answer.status == 403
+    finally:
+        await runner.cleanup()
+        await driver.aclose()
+    lines = [record.getMessage() for record in caplog.records if record.name == "aiohttp.access"]
+    assert len(lines) == 1, lines
+    assert "POST /webhooks/whatsapp" in lines[0]
+    assert " 403 " in lines[0]

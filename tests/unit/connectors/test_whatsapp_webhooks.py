@@ -177,7 +177,22 @@ def test_empty_entry_list_is_no_items() -> None:
     b'{"object":"whatsapp_business_account","entry":{}}',
     b'{"object":"whatsapp_business_account","entry":[1]}',
     b'{"object":"whatsapp_business_account","entry":[{"changes":{}}]}',
+    b'{"object":"whatsapp_business_account","entry":[{"changes":[7]}]}',
 ])
 def test_malformed_bodies(body: bytes) -> None:
     with pytest.raises(MalformedWebhook):
         DRIVER.parse_webhook(body)
+    with pytest.raises(MalformedWebhook):  # the receiver's cheaper check refuses the very same bodies
+        DRIVER.check_webhook(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"object":"whatsapp_business_account","entry":[]}',
+    b'{"object":"whatsapp_business_account","entry":[{"id":"1"}]}',
+    b'{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":"x"}]}]}',
+    b'{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{}]}}]}]}',
+])
+def test_the_receivers_check_passes_what_parses(body: bytes) -> None:
+    items = DRIVER.parse_webhook(body)  # items may be unhandled ones: the body is still a notification
+    DRIVER.check_webhook(body)
+    assert all(item is not None for item in items)
