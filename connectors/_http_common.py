@@ -20,10 +20,13 @@ __all__ = ["failed", "json_or_none", "log_result", "parse_retry_after", "request
 
 
 def failed(message: OutboundMessage, error: ProviderError, outcome: Outcome, *, retry_after: float | None = None,
-           maybe_sent: bool = False, consent_revoked: bool = False) -> SendResult:
-    """A result without a provider message id."""
+           maybe_sent: bool = False, consent_revoked: bool = False, throttled: bool | None = None) -> SendResult:
+    """A result without a provider message id. Unless said otherwise, an HTTP 429 to be retried is a throttle (one
+    that stops the account, such as a used-up monthly quota, is not: that is a failure the circuit should see)."""
+    if throttled is None:
+        throttled = error.http_status == 429 and outcome is Outcome.RETRY_LATER
     return SendResult(outcome, message.message_id, error=error, retry_after=retry_after, maybe_sent=maybe_sent,
-                      consent_revoked=consent_revoked)
+                      consent_revoked=consent_revoked, throttled=throttled)
 
 
 def local_failure(message: OutboundMessage, error: InvalidMessage | MissingSecret) -> SendResult:

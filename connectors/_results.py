@@ -66,6 +66,9 @@ class SendResult(MaskedRepr):
     # True when the provider says the recipient opted out (Twilio 21610 after STOP, a Telegram user who blocked
     # the bot): the pipeline should revoke the recipient's consent, not only fail this message.
     consent_revoked: bool = False
+    # True when the provider said "slow down" (a rate limit: HTTP 429, WhatsApp's 130429): the sender pauses for
+    # retry_after and the message is retried, but it says nothing about the provider failing, so no circuit opens.
+    throttled: bool = False
 
     @property
     def accepted(self) -> bool:

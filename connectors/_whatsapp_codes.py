@@ -10,7 +10,7 @@ from types import MappingProxyType
 from connectors._driver import classify_local, retry_by_http_status
 from connectors._results import Outcome, ProviderError
 
-__all__ = ["WHATSAPP_ERROR_CODES", "CodeRule", "classify_whatsapp", "retry_after_for"]
+__all__ = ["WHATSAPP_ERROR_CODES", "CodeRule", "classify_whatsapp", "is_throttle", "retry_after_for"]
 
 _RETRY = Outcome.RETRY_LATER
 _RECIPIENT = Outcome.RETRY_RECIPIENT_LATER
@@ -26,6 +26,7 @@ class CodeRule:
     meaning: str
     outcome: Outcome
     retry_after: float | None = None
+    throttle: bool = False  # a rate limit: slow the sender down, which says nothing about Meta failing
 
 
 _RULES: dict[int, CodeRule] = {
@@ -44,9 +45,9 @@ _RULES: dict[int, CodeRule] = {
     # Throttling and transient failures: the message is fine, send it again later.
     1: CodeRule("API unknown (bad request or server); retry a few times", _RETRY, 5.0),
     2: CodeRule("API service temporarily down or overloaded", _RETRY, 5.0),
-    4: CodeRule("App-level API call rate limit", _RETRY, 60.0),
-    80007: CodeRule("WABA rate limit reached", _RETRY, 60.0),
-    130429: CodeRule("Cloud API throughput reached (80 or 1,000 mps per number)", _RETRY, 1.0),
+    4: CodeRule("App-level API call rate limit", _RETRY, 60.0, throttle=True),
+    80007: CodeRule("WABA rate limit reached", _RETRY, 60.0, throttle=True),
+    130429: CodeRule("Cloud API throughput reached (80 or 1,000 mps per number)", _RETRY, 1.0, throttle=True),
     131000: CodeRule("Something went wrong (unknown); retry a limited number of times", _RETRY, 5.0),
     131016: CodeRule("Service temporarily unavailable", _RETRY, 5.0),
     131057: CodeRule("Account in maintenance mode", _RETRY, 60.0),
@@ -105,6 +106,13 @@ def classify_whatsapp(error: ProviderError) -> Outcome:
     if rule.outcome is _PERMANENT and error.is_transient:
         return _RETRY
     return rule.outcome
+
+
+def is_throttle(error: ProviderError) -> bool:
+    """Whether Meta said "slow down" (a rate limit code, or HTTP 429), rather than that something failed."""
+    code = _as_int(error.code)
+    rule = WHATSAPP_ERROR_CODES.get(code) if code is not None else None
+    return rule.throttle if rule is not None else error.http_status == 429
 
 
 def retry_after_for(error: ProviderError) -> float | None:

@@ -18,7 +18,13 @@ from connectors._messages import OutboundMessage
 from connectors._privacy import MissingSecret, Secret, SecretSource, mask_phone
 from connectors._results import LocalErrorCode, Outcome, ProviderError, SendResult
 from connectors._transport import AiohttpTransport, Transport, TransportResponse
-from connectors._whatsapp_codes import WHATSAPP_ERROR_CODES, CodeRule, classify_whatsapp, retry_after_for
+from connectors._whatsapp_codes import (
+    WHATSAPP_ERROR_CODES,
+    CodeRule,
+    classify_whatsapp,
+    is_throttle,
+    retry_after_for,
+)
 from connectors._whatsapp_payloads import LIMITS, build_send_body
 from connectors._whatsapp_webhooks import check_whatsapp_webhook, parse_whatsapp_webhook
 
@@ -136,7 +142,8 @@ class WhatsAppDriver(ChannelDriver):
         error = _provider_error(payload, response.status)
         retry_after = retry_after_for(error) or _retry_after_header(response.headers)
         # A 5xx can come after Meta queued the message; say so, the receipts will tell.
-        return failed(message, error, self.classify(error), retry_after=retry_after, maybe_sent=response.status >= 500)
+        return failed(message, error, self.classify(error), retry_after=retry_after, maybe_sent=response.status >= 500,
+                      throttled=is_throttle(error))
 
     def classify(self, error: ProviderError) -> Outcome:
         """Meta's code through WHATSAPP_ERROR_CODES; unknown codes by is_transient, then by HTTP status."""

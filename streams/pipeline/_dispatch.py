@@ -16,6 +16,7 @@ __all__ = ["BreakerSettings", "CircuitBreaker", "Dispatcher", "Limits", "SenderS
 
 # Outcomes that say the provider (or the way to it) is unwell, as opposed to one message being wrong.
 _PROVIDER_ERRORS = frozenset({Outcome.RETRY_LATER, Outcome.STOP_ACCOUNT})
+_THROTTLE_PAUSE = 1.0  # seconds a sender pauses on a throttle that names no wait (Meta: retry after about 1 s)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,11 @@ class Dispatcher:
         key = _key(job)
         state.inflight.pop(key, None)
         self._remember(state, key, result.outcome.value)
-        state.breaker.record(result.outcome in _PROVIDER_ERRORS, now, self._breaker())
+        # A throttle is the provider pacing us, not failing: it pauses the sender instead of counting towards the
+        # circuit, which would otherwise open on a burst over the tier and send every message by the fallback.
+        state.breaker.record(result.outcome in _PROVIDER_ERRORS and not result.throttled, now, self._breaker())
+        if result.throttled and state.bucket is not None:
+            state.bucket = state.bucket.paused(now, result.retry_after or _THROTTLE_PAUSE)
         return outcome_command(job, result.outcome.value, result)
 
     def _may_send(self, state: SenderState, job: dict[str, Any], limits: Limits, now: float) -> bool:

@@ -36,6 +36,10 @@ class TokenBucket:
             return False, current
         return True, replace(current, tokens=current.tokens - cost)
 
+    def paused(self, now: float, seconds: float) -> TokenBucket:
+        """The bucket emptied for `seconds` from `now` (the provider said slow down), then refilling at its rate."""
+        return replace(self.refilled(now), tokens=-max(0.0, seconds) * self.rate)
+
     def wait_time(self, now: float, cost: float = 1.0) -> float:
         """Seconds until `cost` tokens will be available (0 if they are now)."""
         missing = cost - self.refilled(now).tokens

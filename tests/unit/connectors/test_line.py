@@ -90,6 +90,8 @@ async def test_error_statuses(status: int, message: str, outcome: Outcome) -> No
     assert (result.error.code, result.error.message, result.error.details) == (str(status), message, "p: m")
     assert result.retry_after == 3.0
     assert result.maybe_sent is (status >= 500)
+    # Only a rate limit to wait out is a throttle; a used-up monthly quota is a failure the circuit should count.
+    assert result.throttled is (message == "Too many requests")
 
 
 async def test_errors_without_a_line_body_and_invalid_messages() -> None:

@@ -71,19 +71,22 @@ async def test_meta_error_body_is_read_into_a_provider_error() -> None:
     assert not result.maybe_sent
 
 
-@pytest.mark.parametrize(("code", "status", "outcome", "retry_after"), [
-    (130429, 400, Outcome.RETRY_LATER, 1.0),
-    (131047, 400, Outcome.NEEDS_TEMPLATE, None),
-    (131026, 400, Outcome.PERMANENT_FAILURE, None),
-    (368, 403, Outcome.STOP_ACCOUNT, None),
-    (131000, 500, Outcome.RETRY_LATER, 5.0),
+@pytest.mark.parametrize(("code", "status", "outcome", "retry_after", "throttled"), [
+    (130429, 400, Outcome.RETRY_LATER, 1.0, True),
+    (80007, 400, Outcome.RETRY_LATER, 60.0, True),
+    (131047, 400, Outcome.NEEDS_TEMPLATE, None, False),
+    (131026, 400, Outcome.PERMANENT_FAILURE, None, False),
+    (368, 403, Outcome.STOP_ACCOUNT, None, False),
+    (131000, 500, Outcome.RETRY_LATER, 5.0, False),
+    (999999, 429, Outcome.RETRY_LATER, None, True),  # a code we do not know, with HTTP's "too many requests"
 ])
 async def test_each_error_maps_to_its_outcome(code: int, status: int, outcome: Outcome,
-                                              retry_after: float | None) -> None:
+                                              retry_after: float | None, throttled: bool) -> None:
     driver, _ = driver_with(meta_error(code, status))
     result = await driver.send(MESSAGE)
     assert (result.outcome, result.retry_after) == (outcome, retry_after)
     assert result.maybe_sent is (status >= 500)
+    assert result.throttled is throttled  # a rate limit paces the sender; it never opens its circuit
 
 
 async def test_http_errors_without_a_meta_body() -> None:

@@ -115,6 +115,32 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
     assert state.breaker.state(10.0) == "half_open"
 
 
+def test_throttles_pause_the_sender_and_never_open_the_circuit() -> None:
+    settings = BreakerSettings(window=4, min_calls=4, error_rate=0.5, open_seconds=10)
+    dispatcher, state, limits = Dispatcher(lambda: settings), SenderState(), Limits(per_second=100, burst=4)
+    for n in range(6):
+        dispatcher.admit(state, job(n), never)
+    sent, _ = dispatcher.ready(state, limits, now=0.0)
+    assert len(sent) == 4
+    for job_sent in sent:  # a burst over the number's tier: every answer is WhatsApp's 130429
+        throttled = SendResult(Outcome.RETRY_LATER, job_sent["message_id"], retry_after=2.0, throttled=True,
+                               error=ProviderError("130429", "throughput reached", http_status=400))
+        dispatcher.settle(state, job_sent, throttled, now=0.1)
+    assert state.breaker.state(0.2) == "closed"
+    assert dispatcher.ready(state, limits, now=2.0)[0] == []  # paused for the 2 s it was told, from the last answer
+    assert [j["message_id"] for j in dispatcher.ready(state, limits, now=2.2)[0]] == ["m-4", "m-5"]
+
+
+def test_the_same_answers_as_failures_open_the_circuit() -> None:
+    settings = BreakerSettings(window=4, min_calls=4, error_rate=0.5, open_seconds=10)
+    dispatcher, state = Dispatcher(lambda: settings), SenderState()
+    for n in range(4):
+        dispatcher.admit(state, job(n), never)
+    for job_sent in dispatcher.ready(state, Limits(per_second=100, burst=4), now=0.0)[0]:
+        dispatcher.settle(state, job_sent, result(job_sent, Outcome.RETRY_LATER), now=0.1)
+    assert state.breaker.state(0.2) == "open"
+
+
 def probe_of(sent: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "probe", "message_id": sent["message_id"], "contact_id": sent["contact_id"],
             "attempt": sent["attempt"], "channel": sent["channel"], "sender": sent["sender"]}
