@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid5
@@ -22,8 +23,12 @@ class InvalidTransition(DomainError):
     """A command does not apply in the aggregate's current state."""
 
 
+@functools.lru_cache(maxsize=65_536)
 def derived_id(kind: str, *parts: str) -> UUID:
-    """A deterministic aggregate id: the same natural key always names the same aggregate (idempotent creation)."""
+    """A deterministic aggregate id: the same natural key always names the same aggregate (idempotent creation).
+
+    Cached: a writer asks for the same ids again within a command (the request checks its id, then the aggregate
+    derives it) and across commands (a contact's id per command)."""
     return uuid5(AGGREGATE_ID_NAMESPACE, ":".join((kind, *parts)))
 
 

@@ -98,15 +98,31 @@ class Codec:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._plans: dict[int, _Plan | None] = {}
+        # (event type, pinned version) -> the schema, its header bytes and its parsed form, looked up once.
+        self._writers: dict[tuple[str, int | None], tuple[SchemaVersion, bytes, Any]] = {}
 
-    def encode(self, event: Mapping[str, Any], event_type: str, *, version: int | None = None) -> bytes:
-        """Wire bytes for an event; `version` pins an older schema (e.g. while consumers roll out)."""
-        schema = self._writer(event_type, version)
-        datum = self._conform(event, schema)
+    def encode(self, event: Mapping[str, Any], event_type: str, *, version: int | None = None,
+               validate: bool = True) -> bytes:
+        """Wire bytes for an event; `version` pins an older schema (e.g. while consumers roll out).
+
+        `validate=False` is for events this code built itself (`aggregates.to_record`): the same bytes without the
+        field-by-field check and its error naming the field, which guards what arrives from outside; fastavro
+        still refuses a value of the wrong type."""
+        schema, header, parsed = self._writers.get((event_type, version)) or self._writer_of(event_type, version)
+        datum = self._conform(event, schema) if validate else event
         out = io.BytesIO()
-        out.write(_HEADER.pack(MAGIC_BYTE, schema.schema_id))
-        schemaless_writer(out, schema.parsed, datum)
+        out.write(header)
+        try:
+            schemaless_writer(out, parsed, datum)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # only without validation
+            raise SchemaViolation(schema.event_type, schema.version, "<record>", f"does not fit: {exc!r}") from exc
         return out.getvalue()
+
+    def _writer_of(self, event_type: str, version: int | None) -> tuple[SchemaVersion, bytes, Any]:
+        schema = self._writer(event_type, version)
+        writer = self._writers[(event_type, version)] = (schema, _HEADER.pack(MAGIC_BYTE, schema.schema_id),
+                                                         schema.parsed)
+        return writer
 
     def decode(self, data: bytes) -> DecodedEvent | UnknownEvent:
         """The event in a record; an UnknownEvent for schema ids we do not know. Raises WireFormatError."""
@@ -203,9 +219,10 @@ def default_codec() -> Codec:
     return Codec(default_registry())
 
 
-def encode(event: Mapping[str, Any], event_type: str, *, version: int | None = None) -> bytes:
-    """Wire bytes for an event of this type, using the committed registry; raises SchemaViolation."""
-    return default_codec().encode(event, event_type, version=version)
+def encode(event: Mapping[str, Any], event_type: str, *, version: int | None = None, validate: bool = True) -> bytes:
+    """Wire bytes for an event of this type, using the committed registry; raises SchemaViolation (see
+    Codec.encode for `validate`)."""
+    return default_codec().encode(event, event_type, version=version, validate=validate)
 
 
 def decode(data: bytes) -> DecodedEvent | UnknownEvent:

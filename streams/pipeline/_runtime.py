@@ -11,7 +11,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event
@@ -27,7 +27,9 @@ from streams.pipeline._dispatch import BreakerSettings, Dispatcher, SenderState
 from streams.pipeline._drivers import DriverPool, limits_for, outbound
 from streams.pipeline._fence import Fence
 from streams.pipeline._guard import ClusterIdentity, is_redelivery, mark_applied
+from streams.pipeline._rows import LiveRows, Outbox, write_rows
 from streams.pipeline._state import ContactRow
+from streams.pipeline._timers import TimerIndex
 from streams.pipeline._writer import Effects, Writer
 from switchboard import tracing
 from switchboard.config import PipelineConfig
@@ -63,6 +65,8 @@ class _Batch:
     images: dict[str, bytes] = field(default_factory=dict)
     pending: Pending = field(default_factory=list)
     read: dict[str, Any] = field(default_factory=dict)  # index rows as read: one left unchanged is not rewritten
+    cluster: str = ""  # the cluster the batch's offsets belong to (_guard.py), asked once per batch
+    outbox: Outbox | None = None  # the writer's events and jobs, produced as one record batch per partition
 
 
 class Runtime:
@@ -72,7 +76,9 @@ class Runtime:
                  metrics: dict[str, StageMetrics], send_concurrency: int,
                  cluster: ClusterIdentity, fence: Fence, dispatch_metrics: DispatchMetrics | None = None) -> None:
         self.app, self.topics, self._config, self.cluster, self.fence = app, topics, config, cluster, fence
-        self.contacts, self.timers = tables["contacts"], tables["timers"]
+        self.contacts = tables["contacts"]
+        self.timers = TimerIndex(self._timers_of)  # in memory, rebuilt from the contact rows (_timers.py)
+        self.live = LiveRows()  # contact rows as written last: read back without unpickling
         self.senders, self.sender_index = tables["senders"], tables["sender_index"]
         self.dispatched = tables["dispatched"]  # "message:attempt" -> outcome: a job is never sent twice
         self.metrics = metrics
@@ -86,10 +92,31 @@ class Runtime:
         return BreakerSettings(d.breaker_window, d.breaker_min_calls, d.breaker_error_rate, d.breaker_open_seconds)
 
     def partitions_revoked(self, revoked: set[Any]) -> None:
-        """A rebalance took partitions away: gauges about sender accounts on them are no longer ours to report, and
-        in-flight marks made before it are another incarnation's (`Dispatcher.new_incarnation`)."""
+        """A rebalance took partitions away: gauges about sender accounts on them are no longer ours to report,
+        in-flight marks made before it are another incarnation's (`Dispatcher.new_incarnation`), and their timers
+        are no longer ours to fire."""
         self.dispatch_metrics.forget_partitions({tp.partition for tp in revoked if tp.topic == self.topics.dispatch})
         self.dispatcher.new_incarnation()
+        self._forget_contacts({tp.partition for tp in revoked if tp.topic == self.topics.commands})
+
+    def partitions_assigned(self, assigned: set[Any]) -> None:
+        """A rebalance gave partitions: their timers are rebuilt from the restored rows at their first tick
+        (another worker may have changed them since this one last held them)."""
+        self._forget_contacts({tp.partition for tp in assigned if tp.topic == self.topics.commands})
+
+    def _forget_contacts(self, partitions: set[int]) -> None:
+        self.timers.forget(partitions)
+        self.live.forget(partitions)
+
+    def _timers_of(self, partition: int) -> list[tuple[str, float]]:
+        """Every contact row of one partition with its next timer: read once per assignment, not per tick."""
+        store = self.contacts.data
+        timers = []
+        for key, value in store._visible_items(store._db_for_partition(partition)):
+            due = pickle.loads(value).next_timer()
+            if due is not None:
+                timers.append((store._decode_key(key), due))
+        return timers
 
     async def watcher_stop(self) -> None:
         """Stops polling the declaration file."""
@@ -133,9 +160,11 @@ class Runtime:
     # -- the contact writer --------------------------------------------------------------------------------------
 
     async def writer_batch(self, events: Sequence[EventT[Any]]) -> None:
-        batch, generation = _Batch(), await self.fence.begin("writer")
+        generation = await self.fence.begin("writer")
         if generation is None:
             return  # expelled from the group: the new owner applies these records to the rows as they really are
+        outbox = Outbox(cast(Any, self.app.producer)._ensure_producer())  # aiokafka's producer under faust's
+        batch = _Batch(cluster=await self.cluster.id(), outbox=outbox)
         for event in events:
             # Per record, not only per batch: a worker frozen mid-batch (and expelled meanwhile) must not go on to
             # emit events from rows the new owner has moved past; those would contradict its own at the same versions.
@@ -143,9 +172,15 @@ class Runtime:
                 return
             with self.metrics["writer"].observe():
                 await self._write_one(event, batch)
+        batch.pending.extend(await outbox.send())
         await asyncio.gather(*batch.pending)  # outputs are durable before any state that says they were made
-        if await self.fence.holds(generation, "writer"):  # an expelled worker's rows would overwrite newer ones
-            self._store(self.contacts, self.timers, batch)
+        if not await self.fence.holds(generation, "writer"):  # an expelled worker's rows would overwrite newer ones
+            # The batch changed live rows and timers in place without writing them: read them from the store again.
+            self._forget_contacts({event.message.partition for _, event in batch.rows.values()})
+            return
+        await self._store(self.contacts, None, batch)
+        for contact_id, (row, event) in batch.rows.items():
+            self.live.put(event.message.partition, contact_id, row)
 
     async def _write_one(self, event: EventT[Any], batch: _Batch) -> None:
         _as_current(event)
@@ -167,16 +202,13 @@ class Runtime:
             await self._apply(str(command["contact_id"]), command, event.message.timestamp, event, batch)
 
     async def _tick_contacts(self, event: EventT[Any], now: float, tick: dict[str, Any], batch: _Batch) -> None:
-        index = self._index(self.timers, event, batch)
-        for contact_id, due in list(index.items()):
-            if due <= now:
-                await self._apply(contact_id, tick, now, event, batch, redeliverable=False)
+        for contact_id in self.timers.due(event.message.partition, now):
+            await self._apply(contact_id, tick, now, event, batch, redeliverable=False)
 
     async def _apply(self, contact_id: str, command: dict[str, Any], now: float, event: EventT[Any], batch: _Batch,
                      redeliverable: bool = True) -> None:
-        row: ContactRow = self._row(self.contacts, contact_id, batch, ContactRow)
-        offset = event.message.offset
-        cluster = await self.cluster.id()
+        row: ContactRow = self._contact(contact_id, event.message.partition, batch)
+        offset, cluster = event.message.offset, batch.cluster
         if redeliverable and is_redelivery(row, offset, cluster):
             return  # a redelivery: the row was written only after this record's outputs were durable
         try:
@@ -190,16 +222,17 @@ class Runtime:
         if redeliverable:
             mark_applied(row, offset, cluster)
         batch.rows[contact_id] = (row, event)
-        batch.images[contact_id] = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
-        self._reindex(self._index(self.timers, event, batch), contact_id, row.next_timer())
-        await self._ship(effects, batch.pending, _cause(command, event))
+        batch.images[contact_id] = _pickle(row)
+        self.timers.set(event.message.partition, contact_id, row.next_timer())
+        await self._ship(effects, batch.pending, _cause(command, event), batch.outbox)
 
     # -- the dispatcher ------------------------------------------------------------------------------------------
 
     async def dispatch_batch(self, events: Sequence[EventT[Any]]) -> None:
-        batch, touched, generation = _Batch(), dict[str, EventT[Any]](), await self.fence.begin("dispatch")
+        generation = await self.fence.begin("dispatch")
         if generation is None:
             return  # expelled from the group: the new owner admits and sends these jobs
+        batch, touched = _Batch(cluster=await self.cluster.id()), dict[str, EventT[Any]]()
         for event in events:
             if not await self.fence.holds(generation, "dispatch"):  # as in writer_batch: stop at once when expelled
                 return
@@ -212,13 +245,13 @@ class Runtime:
         # reconciles what we did; a send made now would be one it cannot know about.
         if not await self.fence.holds(generation, "dispatch"):
             return
-        self._store_senders(batch)
+        await self._store_senders(batch)
         if plan:
             await self.app.producer.flush()  # the in-flight marks are durable before any provider call
             await self._send_all(plan, batch)
             await asyncio.gather(*batch.pending)
             if await self.fence.holds(generation, "dispatch"):  # else the new owner reconciles our marks
-                self._store_senders(batch)
+                await self._store_senders(batch)
 
     async def _admit_one(self, event: EventT[Any], batch: _Batch, touched: dict[str, EventT[Any]]) -> None:
         _as_current(event)
@@ -242,7 +275,7 @@ class Runtime:
             job["traceparent"] = str(span)  # kept with the queued job: its send and outcome continue this span
         key = f"{job['channel']}/{job['sender']}"
         state: SenderState = self._row(self.senders, key, batch, SenderState)
-        cluster = await self.cluster.id()
+        cluster = batch.cluster
         if is_redelivery(state, event.message.offset, cluster):
             return
         if job["kind"] == "probe":
@@ -310,6 +343,12 @@ class Runtime:
 
     # -- shared plumbing -----------------------------------------------------------------------------------------
 
+    def _contact(self, contact_id: str, partition: int, batch: _Batch) -> ContactRow:
+        if contact_id in batch.rows:
+            return batch.rows[contact_id][0]  # type: ignore[no-any-return]
+        live = self.live.get(partition, contact_id)
+        return live if live is not None else self._row(self.contacts, contact_id, batch, ContactRow)  # type: ignore[no-any-return]
+
     def _row(self, table: Any, key: str, batch: _Batch, factory: type) -> Any:
         if key in batch.rows:
             return batch.rows[key][0]
@@ -331,24 +370,33 @@ class Runtime:
         else:
             index[key] = due
 
-    @staticmethod
-    def _store(table: Any, index_table: Any, batch: _Batch) -> None:
+    async def _store(self, table: Any, index_table: Any, batch: _Batch) -> None:
+        """Writes the batch's rows, each once (its last image), to the partition of the record that changed it."""
+        rows: list[tuple[str, int, bytes]] = []
+        index_rows: list[tuple[str, int, bytes]] = []
         for key, (value, event) in batch.rows.items():
             if key in batch.read and batch.read[key] == value:
                 continue  # an index row the batch left as it was (most ticks): rewriting it would change nothing
-            _as_current(event)  # faust writes a key's changelog to the partition of the current event
-            (index_table if key.startswith("~index:") else table)[key] = batch.images.get(key, value)
+            image = batch.images.get(key)
+            row = (key, event.message.partition, image if image is not None else _pickle(value))
+            (index_rows if key.startswith("~index:") else rows).append(row)
+        await write_rows(self.app.producer, table, rows)
+        if index_rows:
+            await write_rows(self.app.producer, index_table, index_rows)
 
-    def _store_senders(self, batch: _Batch) -> None:
+    async def _store_senders(self, batch: _Batch) -> None:
+        settled: list[tuple[str, int, bytes]] = []
         for value, event in batch.rows.values():
             if isinstance(value, SenderState) and value.settled:
-                _as_current(event)
-                for job_key, outcome in value.settled.items():
-                    self.dispatched[job_key] = outcome
+                settled.extend((job_key, event.message.partition, _pickle(outcome))
+                               for job_key, outcome in value.settled.items())
                 value.settled.clear()
-        self._store(self.senders, self.sender_index, batch)
+        if settled:
+            await write_rows(self.app.producer, self.dispatched, settled)
+        await self._store(self.senders, self.sender_index, batch)
 
-    async def _ship(self, effects: Effects, pending: Pending, cause: str | None = None) -> None:
+    async def _ship(self, effects: Effects, pending: Pending, cause: str | None = None,
+                    outbox: Outbox | None = None) -> None:
         span = tracing.current()
         for emitted in effects.events:
             if isinstance(emitted.event, Message.RetryScheduled):
@@ -359,10 +407,12 @@ class Runtime:
             topic = self.topics.message_events if isinstance(emitted.aggregate, Message) else \
                 self.topics.contact_events
             key = str(emitted.aggregate.contact_id if isinstance(emitted.aggregate, Message) else emitted.aggregate.id)
-            pending.append(await self._produce(topic, key, encode(record.event, record.event_type), trace_id))
+            # Built by our own aggregates: encoded without the second, pure-Python check (kept at ingestion).
+            value = encode(record.event, record.event_type, validate=False)
+            await self._queue(pending, outbox, topic, key, value, trace_id)
         for job in effects.jobs:
-            pending.append(await self._produce(self.topics.dispatch, f"{job['channel']}/{job['sender']}", _json(job),
-                                               job.get("trace_id")))
+            await self._queue(pending, outbox, self.topics.dispatch, f"{job['channel']}/{job['sender']}", _json(job),
+                              job.get("trace_id"))
         for letter in effects.dead_letters:
             pending.append(await self._dead_letter(letter.get("message_id") or letter.get("contact_id"), letter))
 
@@ -380,6 +430,14 @@ class Runtime:
                   "trace_id": span.trace_id if span is not None else None, **letter}
         _log.warning("dead letter from %s: %s", letter.get("stage"), letter.get("reason"))
         return await self._produce(self.topics.deadletters, key, _json(letter))
+
+    async def _queue(self, pending: Pending, outbox: Outbox | None, topic: str, key: str, value: bytes,
+                     trace_id: str | None) -> None:
+        """Into the batch's outbox (its headers taken now, in the record's span), else produced at once."""
+        if outbox is None:
+            pending.append(await self._produce(topic, key, value, trace_id))
+        else:
+            await outbox.add(topic, key.encode(), value, tracing.record_headers(trace_id))
 
     async def _produce(self, topic: str, key: str | None, value: bytes, trace_id: str | None = None) -> Awaitable[Any]:
         """Sends one record with its trace headers: a child span of the record being handled (of `trace_id`'s
@@ -431,6 +489,11 @@ def _as_current(event: EventT[Any]) -> None:
     would then land in that record's changelog partition, not the key's (faust/tables/base.py _send_changelog).
     """
     _current_event.set(weakref.ref(event))
+
+
+def _pickle(value: Any) -> bytes:
+    """A row as the tables' codec writes it (app.py `_StateCodec`)."""
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _json(value: dict[str, Any]) -> bytes:

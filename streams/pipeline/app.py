@@ -43,7 +43,8 @@ CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
 # a 64 MiB memtable (up to 3) and a 2 GiB block cache: a worker's memory grew with its writes, not its state.
 # Reads that miss the small block cache are served from the OS page cache (BENCHMARKS.md: same rate, less memory).
 ROCKSDB_OPTIONS = {"write_buffer_size": 2 * 2**20, "max_write_buffer_number": 2, "block_cache_size": 2**20}
-TABLES = ("contacts", "timers", "senders", "sender_index", "dispatched", "templates")
+# Due timers are not a table: each contact row knows its next timer, and the runtime indexes them in memory.
+TABLES = ("contacts", "senders", "sender_index", "dispatched", "templates")
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,11 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         runtime.partitions_revoked(revoked)
 
+    async def forget_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        runtime.partitions_assigned(assigned)
+
     app.on_partitions_revoked.connect(forget_revoked, weak=False)  # type: ignore[arg-type]  # signal's own type
+    app.on_partitions_assigned.connect(forget_assigned, weak=False)  # type: ignore[arg-type]  # signal's own type
     batch = (settings.batch_max, settings.batch_within)
 
     @app.agent(business, concurrency=1)

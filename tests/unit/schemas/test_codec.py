@@ -31,6 +31,24 @@ def _event(event_type: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("event_type", default_registry().event_types)
+def test_encoding_without_validation_writes_the_same_bytes(event_type: str) -> None:
+    # The pipeline skips the check for events its aggregates built; the log must not tell the difference.
+    event = _event(event_type)
+    assert encode(event, event_type, validate=False) == encode(event, event_type)
+    fields = default_registry().latest(event_type).expanded["fields"]
+    defaulted = {f["name"] for f in fields if "default" in f}
+    defaults_left_out = {k: v for k, v in event.items() if k not in defaulted}  # both paths write the defaults
+    assert encode(defaults_left_out, event_type, validate=False) == encode(defaults_left_out, event_type)
+
+
+def test_encoding_without_validation_still_refuses_a_value_of_the_wrong_type() -> None:
+    event = _event("MessageRequested")
+    event["envelope"] = {**event["envelope"], "aggregate_version": "seven"}
+    with pytest.raises(SchemaViolation, match="MessageRequested"):
+        encode(event, "MessageRequested", validate=False)
+
+
+@pytest.mark.parametrize("event_type", default_registry().event_types)
 def test_every_event_type_round_trips(event_type: str) -> None:
     event = _event(event_type)
     decoded = decode(encode(event, event_type))
