@@ -169,18 +169,22 @@ class Runtime:
             # Per record, not only per batch: a worker frozen mid-batch (and expelled meanwhile) must not go on to
             # emit events from rows the new owner has moved past; those would contradict its own at the same versions.
             if not await self.fence.holds(generation, "writer"):
+                self._drop_unwritten(batch)  # and the outbox's events are never sent
                 return
             with self.metrics["writer"].observe():
                 await self._write_one(event, batch)
         batch.pending.extend(await outbox.send())
         await asyncio.gather(*batch.pending)  # outputs are durable before any state that says they were made
         if not await self.fence.holds(generation, "writer"):  # an expelled worker's rows would overwrite newer ones
-            # The batch changed live rows and timers in place without writing them: read them from the store again.
-            self._forget_contacts({event.message.partition for _, event in batch.rows.values()})
+            self._drop_unwritten(batch)
             return
         await self._store(self.contacts, None, batch)
         for contact_id, (row, event) in batch.rows.items():
             self.live.put(event.message.partition, contact_id, row)
+
+    def _drop_unwritten(self, batch: _Batch) -> None:
+        """The batch changed live rows and timers in place without writing them: read them from the store again."""
+        self._forget_contacts({event.message.partition for _, event in batch.rows.values()})
 
     async def _write_one(self, event: EventT[Any], batch: _Batch) -> None:
         _as_current(event)
