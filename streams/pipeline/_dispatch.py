@@ -148,8 +148,10 @@ class Dispatcher:
         """The answer to the writer's probe of an attempt it has heard nothing of: its outcome again if it settled
         (the first answer was lost), `unknown` if this row never had it or a dead worker had it in flight, nothing
         while it waits in a lane or is being sent (the writer asks again later)."""
-        key = _key(job)
-        if any(_key(queued) == key for lane in state.lanes for queued in lane):
+        key, message_id, attempt = _key(job), job["message_id"], job["attempt"]
+        # Fields compared, not keys built: a probe may scan a long queue.
+        if any(queued["message_id"] == message_id and queued["attempt"] == attempt
+               for lane in state.lanes for queued in lane):
             return None
         mark = state.inflight.get(key)
         if mark is not None and mark.get("incarnation") == self.incarnation:

@@ -35,6 +35,7 @@ class MessageSlot:
     trace_id: str | None = None
     media: dict[str, Any] | None = None  # a header for a template, or the media of a free-form message
     seq: int = 0  # the contact's request order: the queue is ordered by priority, then this
+    probes: int = 0  # probes of the attempt in dispatch so far: each waits twice as long as the one before
 
     @property
     def channel(self) -> str | None:

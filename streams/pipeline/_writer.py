@@ -38,6 +38,11 @@ STOP_WORDS = frozenset({"stop", "stopp", "unsubscribe", "cancel", "end", "quit",
 RECEIPT_HORIZON_SECONDS = 3 * 24 * 3600.0
 # How long a read message stays open for the receipts its read overtook.
 LATE_RECEIPT_SECONDS = 3600.0
+# The first probe of an unanswered attempt waits at least this long, and each next one twice the one before: a
+# message waiting its turn in a long dispatcher queue is not lost, and probing every queued message every few
+# seconds flooded the dispatcher (a 50,000-message backlog kept a worker at full CPU on probes alone).
+PROBE_FLOOR_SECONDS = 30.0
+PROBE_DOUBLINGS = 7
 # Service messages answer the contact inside the window and need no consent of their own.
 _CONSENT_OF: Mapping[str, ConsentCategory] = {c.value: c for c in ConsentCategory}
 _FAILURE_OF: Mapping[Outcome, FailureClass] = {
@@ -319,7 +324,8 @@ class Writer:
             self._dispatch(slot, effects)
             # A safety net for an outcome that never comes (a row restored from before it was applied): ask the
             # dispatcher after the attempt if nothing has answered it by then (`_probe`).
-            slot.timer, slot.timer_kind = now + self._config().dispatch.reconcile_seconds, "probe"
+            slot.probes = 0
+            slot.timer, slot.timer_kind = now + self._probe_delay(0), "probe"
 
     def _dispatch(self, slot: MessageSlot, effects: Effects) -> None:
         message = slot.message
@@ -336,7 +342,8 @@ class Writer:
         })
 
     def _probe(self, slot: MessageSlot, now: float, effects: Effects) -> None:
-        """Asks the dispatcher about an attempt unanswered for `reconcile_seconds`, then again after as long.
+        """Asks the dispatcher about an attempt unanswered for `reconcile_seconds` (at least 30 s), then again
+        after twice as long each time.
 
         The dispatcher answers with the attempt's outcome if it settled it (the answer was lost on the way), with
         `unknown` if it never had the job (it is reconciled from receipts, never re-sent blindly), and not at all
@@ -348,7 +355,13 @@ class Writer:
         effects.jobs.append({"kind": "probe", "v": 1, "message_id": str(message.id),
                              "contact_id": str(message.contact_id), "attempt": message.attempt,
                              "channel": slot.channel, "sender": routing.sender, "trace_id": slot.trace_id})
-        slot.timer, slot.timer_kind = now + self._config().dispatch.reconcile_seconds, "probe"
+        slot.probes += 1
+        slot.timer, slot.timer_kind = now + self._probe_delay(slot.probes), "probe"
+
+    def _probe_delay(self, probes: int) -> float:
+        """Seconds until the next probe: `reconcile_seconds` (at least PROBE_FLOOR_SECONDS), doubled per probe."""
+        base = max(self._config().dispatch.reconcile_seconds, PROBE_FLOOR_SECONDS)
+        return float(base * 2 ** min(probes, PROBE_DOUBLINGS))
 
     def _accepted(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
                   effects: Effects) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from streams.pipeline._state import ContactRow
-from streams.pipeline._writer import Effects, Writer
+from streams.pipeline._writer import PROBE_FLOOR_SECONDS, Effects, Writer
 from switchboard.config import PipelineConfig
 from tests.unit.pipeline.conftest import contact_command, outcome, request
 
@@ -150,21 +150,22 @@ def test_a_lost_attempt_is_reconciled_by_its_receipt(config: PipelineConfig) -> 
     assert w.handle(row, {"kind": "tick", "at": NOON + 120}, NOON + 120).jobs == []
 
 
-def test_an_attempt_nothing_answers_is_probed_at_the_dispatcher_every_reconcile_interval(
-        config: PipelineConfig) -> None:
+def test_an_attempt_nothing_answers_is_probed_at_the_dispatcher_ever_less_often(config: PipelineConfig) -> None:
     row, w = ContactRow(), writer(config)
     job = w.handle(row, request("o-1"), NOON).jobs[0]
-    wait = config.dispatch.reconcile_seconds
-    assert w.handle(row, {"kind": "tick", "at": NOON + wait - 1}, NOON + wait - 1).jobs == []
-    [probe] = w.handle(row, {"kind": "tick", "at": NOON + wait}, NOON + wait).jobs
+    first = max(config.dispatch.reconcile_seconds, PROBE_FLOOR_SECONDS)
+    assert w.handle(row, {"kind": "tick", "at": NOON + first - 1}, NOON + first - 1).jobs == []
+    [probe] = w.handle(row, {"kind": "tick", "at": NOON + first}, NOON + first).jobs
     assert probe["kind"] == "probe"
     assert {k: probe[k] for k in ("message_id", "attempt", "channel", "sender")} == \
         {k: job[k] for k in ("message_id", "attempt", "channel", "sender")}
-    assert [j["kind"] for j in w.handle(row, {"kind": "tick", "at": NOON + 2 * wait}, NOON + 2 * wait).jobs] == \
-        ["probe"]
-    w.handle(row, outcome(job, "accepted", provider_message_id="wamid.1"), NOON + 2 * wait + 1)
-    assert all(j["kind"] != "probe" for j in w.handle(row, {"kind": "tick", "at": NOON + 9 * wait},
-                                                       NOON + 9 * wait).jobs)
+    # The next probe waits twice as long: a message waiting its turn in a long queue is asked about rarely.
+    second = NOON + first + 2 * first
+    assert w.handle(row, {"kind": "tick", "at": second - 1}, second - 1).jobs == []
+    assert [j["kind"] for j in w.handle(row, {"kind": "tick", "at": second}, second).jobs] == ["probe"]
+    w.handle(row, outcome(job, "accepted", provider_message_id="wamid.1"), second + 1)
+    assert all(j["kind"] != "probe" for j in w.handle(row, {"kind": "tick", "at": second + 99 * first},
+                                                       second + 99 * first).jobs)
 
 
 def test_a_failed_receipt_that_overtakes_the_acceptance_still_makes_the_message_fall_back(
