@@ -96,11 +96,10 @@ def classify_whatsapp(error: ProviderError) -> Outcome:
     local = classify_local(error)
     if local is not None:
         return local
-    code = _as_int(error.code)
-    rule = WHATSAPP_ERROR_CODES.get(code) if code is not None else None
+    rule = _rule(error)
     if rule is None:
         return _RETRY if error.is_transient else retry_by_http_status(error.http_status)
-    if code in _MEDIA_CODES and _media_host_was_transient(error):
+    if _as_int(error.code) in _MEDIA_CODES and _media_host_was_transient(error):
         return _RETRY
     # Meta's own is_transient wins over a "permanent" reading, never over stop/window/recipient decisions.
     if rule.outcome is _PERMANENT and error.is_transient:
@@ -110,16 +109,20 @@ def classify_whatsapp(error: ProviderError) -> Outcome:
 
 def is_throttle(error: ProviderError) -> bool:
     """Whether Meta said "slow down" (a rate limit code, or HTTP 429), rather than that something failed."""
-    code = _as_int(error.code)
-    rule = WHATSAPP_ERROR_CODES.get(code) if code is not None else None
+    rule = _rule(error)
     return rule.throttle if rule is not None else error.http_status == 429
 
 
 def retry_after_for(error: ProviderError) -> float | None:
     """Seconds to wait before the next attempt, when the code says (1 s for throughput, 6 s for the pair)."""
-    code = _as_int(error.code)
-    rule = WHATSAPP_ERROR_CODES.get(code) if code is not None else None
+    rule = _rule(error)
     return rule.retry_after if rule else None
+
+
+def _rule(error: ProviderError) -> CodeRule | None:
+    """The table's rule for the error's code, None for a code we do not know (or not a number)."""
+    code = _as_int(error.code)
+    return WHATSAPP_ERROR_CODES.get(code) if code is not None else None
 
 
 def _media_host_was_transient(error: ProviderError) -> bool:
