@@ -138,7 +138,7 @@ class Dispatcher:
             del state.inflight[key]
             self._remember(state, key, "unknown")
             return outcome_command(job, "unknown")
-        if any(_key(queued) == key for lane in state.lanes for queued in lane):
+        if _queued(state, job):
             return None
         state.lanes[priority_rank(job["priority"])].append(job)
         return None
@@ -148,10 +148,8 @@ class Dispatcher:
         """The answer to the writer's probe of an attempt it has heard nothing of: its outcome again if it settled
         (the first answer was lost), `unknown` if this row never had it or a dead worker had it in flight, nothing
         while it waits in a lane or is being sent (the writer asks again later)."""
-        key, message_id, attempt = _key(job), job["message_id"], job["attempt"]
-        # Fields compared, not keys built: a probe may scan a long queue.
-        if any(queued["message_id"] == message_id and queued["attempt"] == attempt
-               for lane in state.lanes for queued in lane):
+        key = _key(job)
+        if _queued(state, job):
             return None
         mark = state.inflight.get(key)
         if mark is not None and mark.get("incarnation") == self.incarnation:
@@ -246,6 +244,14 @@ def outcome_command(job: dict[str, Any], outcome: str, result: SendResult | None
         if result.error is not None:
             command["error"] = {"code": result.error.code, "message": result.error.message}
     return command
+
+
+def _queued(state: SenderState, job: dict[str, Any]) -> bool:
+    """Whether this attempt waits in one of the sender's lanes. Fields are compared rather than a key built per
+    queued job: admissions and probes scan a queue that can hold thousands."""
+    message_id, attempt = job["message_id"], job["attempt"]
+    return any(queued["message_id"] == message_id and queued["attempt"] == attempt
+               for lane in state.lanes for queued in lane)
 
 
 def _key(job: dict[str, Any]) -> str:
