@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from aggregates import Channel, FrequencyCap, MessageCategory, RateLimitTier, TemplateCategory
 from streams.policies import Condition, QuietHours, RetryPolicy
@@ -70,7 +71,12 @@ class ChannelConfig:
     settings: tuple[tuple[str, str], ...] = ()
 
     def sender(self, sender_id: str) -> Sender | None:
-        return next((sender for sender in self.senders if sender.id == sender_id), None)
+        return self._senders_by_id.get(sender_id)
+
+    @cached_property
+    def _senders_by_id(self) -> dict[str, Sender]:
+        # Asked for every send: a dict, not a scan (reversed, so the first of a repeated id wins, as a scan found it).
+        return {sender.id: sender for sender in reversed(self.senders)}
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,16 @@ class PipelineConfig:
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
 
     def channel(self, channel_id: str) -> ChannelConfig | None:
-        return next((channel for channel in self.channels if channel.id == channel_id), None)
+        return self._channels_by_id.get(channel_id)
 
     def retry_policy(self, name: str) -> RetryPolicy | None:
-        return dict(self.retry).get(name)
+        return self._retry_by_name.get(name)
+
+    # Asked several times per message: built once per loaded declaration (it is frozen), not scanned per call.
+    @cached_property
+    def _channels_by_id(self) -> dict[str, ChannelConfig]:
+        return {channel.id: channel for channel in reversed(self.channels)}
+
+    @cached_property
+    def _retry_by_name(self) -> dict[str, RetryPolicy]:
+        return dict(self.retry)
