@@ -19,6 +19,7 @@ from aggregates import to_record
 from schemas import encode, route
 from streams.observability import StageMetrics
 from streams.pipeline._commands import CommandError
+from streams.pipeline._fence import Fence
 from streams.pipeline._guard import ClusterIdentity, is_redelivery, mark_applied
 from streams.pipeline._runtime import _as_current
 from streams.pipeline._templates import (
@@ -46,18 +47,29 @@ class TemplateAgent:
     """The template writer on one worker: the `templates` table, keyed by Template aggregate id, and its outputs."""
 
     def __init__(self, app: faust.App, prefix: str, deadletters: str, table: Any, metrics: StageMetrics,
-                 cluster: ClusterIdentity) -> None:
+                 cluster: ClusterIdentity, fence: Fence) -> None:
         self.app, self.topics, self.deadletters, self.cluster = app, TemplateTopics(prefix), deadletters, cluster
-        self.table, self.metrics = table, metrics
+        self.table, self.metrics, self.fence = table, metrics, fence
         self.writer = TemplateWriter()
 
     async def batch(self, events: Sequence[EventT[Any]]) -> None:
-        """Applies a batch; its events and dead letters are acknowledged before any row says they were made."""
+        """Applies a batch; its events and dead letters are acknowledged before any row says they were made.
+
+        Fenced like the contact writer (`_fence.py`): a worker expelled from the group mid-batch applies no further
+        record and writes no row, since the partitions' new owner restored the rows and applies these records itself.
+        """
+        generation = await self.fence.begin("templates")
+        if generation is None:
+            return
         batch = _Batch()
         for event in events:
+            if not await self.fence.holds(generation, "templates"):
+                break
             with self.metrics.observe():
                 await self._one(event, batch)
-        await asyncio.gather(*batch.pending)
+        await asyncio.gather(*batch.pending)  # what was sent has the same ids as the new owner's: consumers dedupe
+        if not await self.fence.holds(generation, "templates"):
+            return
         for key, (_, image, event) in batch.rows.items():
             _as_current(event)  # faust writes a key's changelog to the partition of the current event
             self.table[key] = image  # already pickled: the state codec passes bytes through

@@ -172,7 +172,7 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     template_commands = app.topic(TemplateTopics(topics.prefix).commands, key_type=str, value_serializer="raw",
                                   partitions=n)
     templates = TemplateAgent(app, topics.prefix, topics.deadletters, tables["templates"], metrics["templates"],
-                              cluster)
+                              cluster, fence)
 
     @app.agent(template_commands, concurrency=1)
     async def template_writer(stream: faust.StreamT[Any]) -> None:
