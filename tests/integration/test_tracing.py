@@ -114,7 +114,8 @@ async def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
                 directory / "receiver.log", env=env),
             "normaliser": WorkerProcess(Command("normaliser", (
                 "normaliser", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--group",
-                f"{prefix}normaliser", "--config", str(config))), directory / "normaliser.log", env=env),
+                f"{prefix}normaliser", "--config", str(config))), directory / "normaliser.log",
+                env={**env, "SWITCHBOARD_LOG_LEVEL": "DEBUG"}),  # its line per receipt is at DEBUG
             "ingest": WorkerProcess(Command("ingest", (
                 "ingest", "--bootstrap", kafka_bootstrap, "--port", "0", "--topic-prefix", prefix,
                 "--clients-file", str(clients))), directory / "ingest.log", env=env),
