@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from aggregates import Contact, Message
 from bench._common import benchmark_broker, peak_rss_mb, print_machine
+from bench._declaration import SENDER, Declaration
 from bench.pipeline_bench import Request, process_cpu, produce
 from connectors import whatsapp, whatsapp_simulator
 from schemas import DecodedEvent, decode, default_registry
@@ -49,7 +50,6 @@ __all__ = ["E2EResult", "run_e2e"]
 
 BENCH_PORT = 31692  # the benchmark broker's port; 24092, 24192, 25092 and 31092 belong to others
 TENANT = "bench"
-SENDER = "105954558954427"  # the phone number id the simulator serves and the pipeline sends from
 TIER = "upgraded"  # Meta's 1,000 msg/s per phone number: the declared rate limit is not the bound
 TIER_MPS = 1000
 START_TIMEOUT = 120.0
@@ -58,37 +58,6 @@ STATUS_IDS = {v.schema_id: name for name in STATUSES for v in default_registry()
 SIMULATOR_COUNTERS = re.compile(r"simulator stopped: SimulatorCounters\((.*)\)")
 PROFILE_OUT = "/tmp/sb-e2e-profile.txt"  # the first worker's; another part's goes to /tmp/sb-e2e-profile-<part>.txt
 SIMULATOR_BANNER = re.compile(r"simulator at (http://[^/\s]+)/")
-PIPELINE = f"""
-[streams]
-partitions = {{partitions}}
-
-[[tenants]]
-id = "{TENANT}"
-name = "Benchmark"
-timezone = "UTC"
-
-[[channels]]
-id = "whatsapp"
-kind = "whatsapp"
-tenant = "{TENANT}"
-provider = "meta"
-driver = "whatsapp"
-settings = {{{{ base_url = "{{simulator_url}}" }}}}
-[[channels.senders]]
-id = "wa-main"
-address = "{SENDER}"
-tier = "{TIER}"
-
-[[templates]]
-name = "order_shipped"
-category = "utility"
-parameters = ["order_id"]
-
-[[routes]]
-name = "default"
-tenant = "{TENANT}"
-channel = "whatsapp"
-"""
 
 
 @dataclass(frozen=True)
@@ -205,9 +174,14 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+def declaration(partitions: int, simulator_url: str) -> str:
+    """The bench's pipeline.toml: WhatsApp through the simulator, the sender at TIER (its rate is not the bound)."""
+    return Declaration(partitions, driver="whatsapp", settings={"base_url": simulator_url}, tier=TIER).text()
+
+
 def _write_pipeline(path: Path, partitions: int, simulator_url: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(PIPELINE.format(partitions=partitions, simulator_url=simulator_url))
+    path.write_text(declaration(partitions, simulator_url))
     return path
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench._common import benchmark_broker, print_machine
-from bench.e2e_bench import BENCH_PORT, PIPELINE, SENDER
+from bench._declaration import SENDER
+from bench.e2e_bench import BENCH_PORT, declaration
 from bench.pipeline_bench import process_cpu
 from connectors.receiver import KafkaWebhookSink
 from connectors.whatsapp_simulator import status_object, status_webhook_body
@@ -61,7 +62,7 @@ def _declare(root: Path, prefix: str, bootstrap: str, partitions: int) -> Pipeli
     """The topics' settings, and a declaration with the bench's channel (its sends go nowhere: none are made)."""
     settings = PipelineSettings(bootstrap=bootstrap, data_dir=str(root / "state"), config_path=str(root / "p.toml"),
                                 app_id=f"{prefix}pipeline", topic_prefix=prefix, partitions=partitions)
-    Path(settings.config_path).write_text(PIPELINE.format(partitions=partitions, simulator_url="http://127.0.0.1:9"))
+    Path(settings.config_path).write_text(declaration(partitions, "http://127.0.0.1:9"))
     return settings
 
 

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from aggregates import Contact, Message
 from bench._common import benchmark_broker, peak_rss_mb, print_machine
+from bench._declaration import Declaration
 from bench.tally_bench import raw_consume_produce
 from schemas import DecodedEvent, decode, default_registry
 from streams.pipeline.app import PipelineSettings
@@ -40,39 +41,13 @@ TENANT = "bench"
 SENDER_RATE = 100_000  # per second: far above what one worker reaches, so the token bucket never holds a job
 WARMUP = 500  # requests before any measured phase (tables, changelogs, driver, producer metadata)
 ACCEPTED_IDS = frozenset(v.schema_id for v in default_registry().versions("MessageAcceptedByProvider"))
-PIPELINE = f"""
-[streams]
-partitions = {{partitions}}
-
-[[tenants]]
-id = "{TENANT}"
-name = "Benchmark"
-timezone = "UTC"
-
-[[channels]]
-id = "whatsapp"
-kind = "whatsapp"
-tenant = "{TENANT}"
-provider = "meta"
-driver = "inprocess"
-[[channels.senders]]
-id = "wa-main"
-address = "105954558954427"
-per_second = {SENDER_RATE}
-burst = {SENDER_RATE}
-
-[[templates]]
-name = "order_shipped"
-category = "utility"
-parameters = ["order_id"]
-
-[[routes]]
-name = "default"
-tenant = "{TENANT}"
-channel = "whatsapp"
-"""
 Worker = WorkerProcess[PipelineSettings]
 T = TypeVar("T")
+
+
+def declaration(partitions: int) -> str:
+    """The bench's pipeline.toml: the in-process channel, one sender at SENDER_RATE."""
+    return Declaration(partitions, per_second=SENDER_RATE).text()
 
 
 @dataclass(frozen=True)
@@ -355,7 +330,7 @@ async def memory_growth(bench: Bench, args: argparse.Namespace) -> None:
 
 async def bench_pipeline(bootstrap: str, args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="sb-bench-pipeline-"))
-    (root / "pipeline.toml").write_text(PIPELINE.format(partitions=args.partitions))
+    (root / "pipeline.toml").write_text(declaration(args.partitions))
     run_id = uuid.uuid4().hex[:6]
     benches = [Bench(bootstrap, root, args.partitions, f"bp-{run_id}-{n}", args.batch_max) for n in ("load", "memory")]
     try:

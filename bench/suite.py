@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench._common import benchmark_broker, peak_rss_mb, print_machine
 from bench.e2e_bench import BENCH_PORT, E2EResult, print_result, run_e2e
-from bench.pipeline_bench import PIPELINE, Bench, raw_baseline
+from bench.pipeline_bench import Bench, declaration, raw_baseline
 
 __all__ = ["main"]
 
@@ -55,7 +55,7 @@ def load() -> str:
 async def stage_rate(bootstrap: str, requests: int, summary: Summary) -> float:
     """One worker, the in-process channel: a backlog of requests to acceptance (the engine alone)."""
     root = Path(tempfile.mkdtemp(prefix="sb-bench-suite-"))
-    (root / "pipeline.toml").write_text(PIPELINE.format(partitions=6))
+    (root / "pipeline.toml").write_text(declaration(6))
     bench = Bench(bootstrap, root, 6, f"suite-{uuid.uuid4().hex[:6]}")
     try:
         await bench.start()

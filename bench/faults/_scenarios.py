@@ -99,7 +99,7 @@ async def simulator_faults(platform: Platform, sizes: Sizes) -> None:
         # (bursts of 100), the whole backlog hit WhatsApp at once, the 130429 answers opened the circuit breaker
         # (over half of its last 20 results) and it shed the queue to SMS: at 2,000 messages the faults below
         # touched 40 of them. 130429 now comes only when retries and fresh sends meet in one second.
-        platform.declare(driver="whatsapp", settings=f'base_url = "{simulator.url}", timeout = "3"', per_second=30,
+        platform.declare(driver="whatsapp", settings={"base_url": simulator.url, "timeout": "3"}, per_second=30,
                          burst=5)
         await platform.start()
         await platform.start_webhooks(simulator, secrets)
@@ -141,7 +141,7 @@ async def poison(platform: Platform, sizes: Sizes) -> None:
     async with WhatsAppSimulator(access_token=secrets.access_token, app_secret=secrets.app_secret,
                                  phone_numbers={"105954558954427": "15550001111"}, pair_window=None,
                                  enforce_window=False, mps_limit=None, receipt_interval=0.05) as simulator:
-        platform.declare(driver="whatsapp", settings=f'base_url = "{simulator.url}"', per_second=1000)
+        platform.declare(driver="whatsapp", settings={"base_url": simulator.url}, per_second=1000)
         await platform.start()
         await platform.start_webhooks(simulator, secrets)
         platform.ledger.receipts_expected = True

@@ -7,12 +7,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aggregates import Contact, Message
+from bench._declaration import SENDER, Declaration, Retry
 from bench.faults._check import RECEIPTS, TERMINAL, message_decoder
 from bench.faults._ledger import Ledger
 from bench.faults._log import Record, TopicLog
@@ -33,72 +34,19 @@ from switchboard.topics import ensure_topics
 from switchboard.workers import WorkerProcess
 
 TENANT = "acme"
-SENDER = "105954558954427"  # the WhatsApp sender's phone number id
 CONTACTS_PER_MESSAGE = 4  # a contact gets every fourth message: queues per contact, order across a takeover
 Worker = WorkerProcess[PipelineSettings]
 
-DECLARATION = """
-[streams]
-partitions = {partitions}
-replication = {replication}
+RETRIES = {"default": Retry(max_attempts=3, base_seconds=0.2, factor=2.0, cap_seconds=1.0),
+           "faults": Retry(max_attempts=4, base_seconds=0.2, factor=2.0, cap_seconds=1.0)}
 
-[[tenants]]
-id = "{tenant}"
-name = "Acme"
-timezone = "UTC"
 
-[[channels]]
-id = "whatsapp"
-kind = "whatsapp"
-tenant = "{tenant}"
-provider = "meta"
-driver = "{driver}"
-settings = {{ {settings} }}
-[[channels.senders]]
-id = "wa-main"
-address = "{sender}"
-per_second = {per_second}
-burst = {burst}
-
-[[channels]]
-id = "sms"
-kind = "sms"
-tenant = "{tenant}"
-provider = "sms-gateway"
-driver = "inprocess"
-[[channels.senders]]
-id = "sms-main"
-address = "+4915000000000"
-per_second = 5000
-burst = 5000
-
-[[templates]]
-name = "order_shipped"
-category = "utility"
-parameters = ["order_id"]
-
-[[routes]]
-name = "default"
-tenant = "{tenant}"
-channel = "whatsapp"
-fallback = ["sms"]
-retry = "faults"
-
-[retry.default]
-max_attempts = 3
-base_seconds = 0.2
-factor = 2.0
-cap_seconds = 1.0
-
-[retry.faults]
-max_attempts = 4
-base_seconds = 0.2
-factor = 2.0
-cap_seconds = 1.0
-
-[dispatch]
-reconcile_seconds = 3
-"""
+def declaration(partitions: int, replication: int, driver: str, settings: Mapping[str, str], per_second: float,
+                burst: float | None) -> str:
+    """The fault suite's declaration: the benchmarks' pipeline with an SMS fallback and retry policies."""
+    return Declaration(partitions, tenant=TENANT, tenant_name="Acme", driver=driver, settings=settings, sender=SENDER,
+                       per_second=per_second, burst=burst, replication=replication, sms_fallback=True,
+                       retries=RETRIES, route_retry="faults", reconcile_seconds=3).text()
 
 
 class PartDied(Exception):
@@ -135,12 +83,12 @@ class Platform:
 
     # -- set-up --------------------------------------------------------------------------------------------------
 
-    def declare(self, *, driver: str = "inprocess", settings: str = "", per_second: float = 5000,
-                burst: float | None = None) -> Path:
+    def declare(self, *, driver: str = "inprocess", settings: Mapping[str, str] | None = None,
+                per_second: float = 5000, burst: float | None = None) -> Path:
+        """pipeline.toml: WhatsApp falling back to SMS, retries under the "faults" policy, reconcile every 3 s."""
         self._config = self.directory / "pipeline.toml"
-        self._config.write_text(DECLARATION.format(partitions=self.partitions, replication=self.replication,
-                                                   tenant=TENANT, driver=driver, settings=settings, sender=SENDER,
-                                                   per_second=per_second, burst=burst or per_second))
+        self._config.write_text(declaration(self.partitions, self.replication, driver, settings or {}, per_second,
+                                            burst))
         return self._config
 
     def settings(self, name: str) -> PipelineSettings:
