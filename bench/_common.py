@@ -1,4 +1,4 @@
-"""What every benchmark shares: the machine line, a broker of its own, and a process's peak memory."""
+"""What every benchmark shares: the machine line, a broker of its own (and its pids), and a process's peak memory."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from switchboard.localkafka import cache_root, external_bootstrap, local_cluster
+from switchboard.localkafka import LocalCluster, cache_root, external_bootstrap, local_cluster
 
 
 def cpu_model() -> str:
@@ -30,18 +31,41 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+@dataclass(frozen=True)
+class BenchBroker:
+    """The broker a benchmark runs on: its bootstrap servers and, when it is the benchmark's own, its processes."""
+
+    bootstrap: str
+    cluster: LocalCluster | None = None  # None: KAFKA_BOOTSTRAP_SERVERS, somebody else's
+
+    def pids(self) -> list[int] | None:
+        """The live broker processes (the java of each node, from its broker.pid); None for an external cluster,
+        whose CPU this machine cannot see."""
+        if self.cluster is None:
+            return None
+        pids = [_read_pid(node.pid_file) for node in self.cluster.nodes]
+        return [pid for pid in pids if pid is not None and Path(f"/proc/{pid}").exists()]
+
+
+def _read_pid(file: Path) -> int | None:
+    try:
+        return int(file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 @contextmanager
-def benchmark_broker(name: str, base_port: int) -> Iterator[str]:
+def benchmark_broker(name: str, base_port: int) -> Iterator[BenchBroker]:
     """KAFKA_BOOTSTRAP_SERVERS if set, else a single-node local broker of this benchmark's own, always stopped."""
     bootstrap = external_bootstrap()
     if bootstrap is not None:
         print(f"broker: KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
-        yield bootstrap
+        yield BenchBroker(bootstrap)
         return
     cluster = local_cluster(name, base_port=base_port)
     try:
         cluster.start(cache_root())
         print(f"broker: local Apache Kafka {cluster.version}, single node, same machine ({cluster.bootstrap_servers})")
-        yield cluster.bootstrap_servers
+        yield BenchBroker(cluster.bootstrap_servers, cluster)
     finally:
         cluster.stop()

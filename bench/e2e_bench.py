@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from aggregates import Contact, Message
-from bench._common import benchmark_broker, peak_rss_mb, print_machine
+from bench._common import BenchBroker, benchmark_broker, peak_rss_mb, print_machine
+from bench._cost import PhaseMeter
 from bench._declaration import SENDER, Declaration
-from bench.pipeline_bench import Request, process_cpu, produce
+from bench._figures import PhaseCost, kafka_ceiling
+from bench.pipeline_bench import Request, produce, raw_baseline
 from connectors import whatsapp, whatsapp_simulator
 from schemas import DecodedEvent, decode, default_registry
 from streams.pipeline.app import PipelineSettings
@@ -80,9 +82,14 @@ class E2EResult:
     requested: dict[str, int]
     read: dict[str, int]
     receipts: Counter[str]
-    cpu: dict[str, float]  # CPU seconds per process during the phase
+    cost: PhaseCost  # CPU per process (the broker's too), the machine's busy cores, Kafka records written
     peak_rss: dict[str, float] = field(default_factory=dict)  # MiB per process after the phase
     simulator: str = ""  # the simulator's counters, as it printed them when stopped
+
+    @property
+    def cpu(self) -> Mapping[str, float]:
+        """CPU seconds per process during the phase (the broker's under "broker" when it is this machine's)."""
+        return self.cost.cpu
 
     @property
     def missing(self) -> int:
@@ -194,6 +201,7 @@ class Stack:
     workers: int
     partitions: int
     batch_max: int = PipelineSettings.batch_max
+    broker_pids: list[int] | None = None  # None: an external broker, whose CPU is not measured
     processes: Processes = field(default_factory=Processes)
     named: dict[str, WorkerProcess[Any]] = field(default_factory=dict)
     next_request: int = 0
@@ -243,7 +251,8 @@ class Stack:
         topics = self.settings(1).topics
         watch = ReceiptWatch(self.bootstrap, topics.message_events, self.partitions)
         await watch.start()
-        cpu_before = {name: process_cpu(pid) for name, pid in self.pids().items()}
+        meter = PhaseMeter(self.bootstrap, self.prefix, self.pids(), self.broker_pids)
+        await meter.start()
         waiting = asyncio.ensure_future(watch.wait({r.message_id for r in requests}, self.processes,
                                                    60 + count / 10))
         samplers = [await self._sample(py_spy, part) for part in profiled] if py_spy else []
@@ -254,8 +263,7 @@ class Stack:
             waiting.cancel()
             for sampler in samplers:
                 await sampler.wait()
-        cpu = {name: process_cpu(pid) - cpu_before[name] for name, pid in self.pids().items()}
-        return E2EResult(self.workers, requested, read, watch.receipts, cpu)
+        return E2EResult(self.workers, requested, read, watch.receipts, await meter.stop(count))
 
     async def _sample(self, py_spy: str, part: str) -> asyncio.subprocess.Process:
         """py-spy on one part for 15 s (collapsed stacks with idle samples) to PROFILE_OUT (the first worker) or
@@ -277,12 +285,12 @@ class Stack:
         return found[1] if found else ""
 
 
-async def run_e2e(bootstrap: str, workers: int, messages: int, warmup: int, partitions: int = 6,
+async def run_e2e(broker: BenchBroker, workers: int, messages: int, warmup: int, partitions: int = 6,
                   keep: bool = False, py_spy: str | None = None,
                   profiled: Sequence[str] = ("pipeline-1",)) -> E2EResult:
     """A fresh stack with `workers` pipeline workers: a warm-up, then a backlog of `messages` requests."""
     root = Path(tempfile.mkdtemp(prefix="sb-bench-e2e-"))
-    stack = Stack(bootstrap, root, workers, partitions)
+    stack = Stack(broker.bootstrap, root, workers, partitions, broker_pids=broker.pids())
     try:
         await stack.start()
         await stack.run(warmup)
@@ -298,10 +306,17 @@ async def run_e2e(bootstrap: str, workers: int, messages: int, warmup: int, part
     return result
 
 
-def print_result(result: E2EResult) -> None:
+def ceiling_figure(result: E2EResult, raw: float) -> str:
+    """Messages/s the Kafka client work alone would allow: raw records/s over the records a message writes."""
+    per_message = result.cost.records_per_message
+    return f"{kafka_ceiling(raw, per_message):,.0f} msg/s ({raw:,.0f} raw records/s / {per_message:.2f} per message)"
+
+
+def print_result(result: E2EResult, raw: float | None = None) -> None:
     label = f"{result.workers} worker{'s' if result.workers > 1 else ''}"
     receipts = ", ".join(f"{result.receipts[s]:,} {s[7:].lower()}" for s in STATUSES)
     cpu = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(result.cpu.items()))
+    cpu += "" if result.cost.broker_measured else ", broker not measured (KAFKA_BOOTSTRAP_SERVERS)"
     rss = ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(result.peak_rss.items()))
     print(f"| {label}: messages/s, request -> read | {result.rate:,.0f} "
           f"({len(result.read):,} in {result.seconds:.1f} s) |")
@@ -309,18 +324,26 @@ def print_result(result: E2EResult) -> None:
           f"{result.latency_ms(0.99):,.0f} ms |")
     print(f"| {label}: receipts recorded (events) | {receipts} |")
     print(f"| {label}: CPU seconds per process | {cpu} |")
+    print(f"| {label}: machine busy over the phase | {result.cost.busy_line()} |")
+    print(f"| {label}: CPU ms per message | {result.cost.cpu_line()} |")
+    print(f"| {label}: Kafka records written per message | {result.cost.records_line()} |")
+    if raw is not None:
+        print(f"| {label}: ceiling from Kafka client work alone | {ceiling_figure(result, raw)} |")
     print(f"| {label}: peak RSS per process (MiB) | {rss} |")
     print(f"| {label}: messages not read when the wait ended | {result.missing:,} |")
     print(f"| {label}: simulator counters | {result.simulator} |")
 
 
-async def bench_e2e(bootstrap: str, args: argparse.Namespace) -> list[E2EResult]:
+async def bench_e2e(broker: BenchBroker, args: argparse.Namespace) -> list[E2EResult]:
     results = []
+    raw = await raw_baseline(broker.bootstrap, args.raw_records, args.partitions) if args.raw_records else None
     print("| figure | value |\n| --- | --- |")
+    if raw is not None:
+        print(f"| raw aiokafka consume -> produce, same broker ({args.raw_records:,} records) | {raw:,.0f} records/s |")
     for workers in args.workers:
-        result = await run_e2e(bootstrap, workers, args.messages, args.warmup, args.partitions, args.keep,
+        result = await run_e2e(broker, workers, args.messages, args.warmup, args.partitions, args.keep,
                                 args.py_spy, args.profile)
-        print_result(result)
+        print_result(result, raw)
         results.append(result)
     return results
 
@@ -339,6 +362,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300, help="messages sent and read before measuring")
     parser.add_argument("--workers", type=_counts, default=[1, 2, 3], help="pipeline worker counts, one run each")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--raw-records", type=int, default=20_000,
+                        help="records of the raw aiokafka consume -> produce run before the stacks (0: none); with "
+                             "the records a message writes, it gives the ceiling of the Kafka client work alone")
     parser.add_argument("--keep", action="store_true", help="keep the logs and state directories")
     parser.add_argument("--py-spy", help=f"a py-spy executable: sample the first worker 15 s into {PROFILE_OUT}")
     parser.add_argument("--profile", type=_names, default=["pipeline-1"],
@@ -347,8 +373,8 @@ def main() -> None:
     args = parser.parse_args()
     print_machine()
     print(f"WhatsApp simulator: one number at tier {TIER} ({TIER_MPS:,} msg/s), receipts sent, delivered, read")
-    with benchmark_broker("bench-suite", BENCH_PORT) as bootstrap:
-        asyncio.run(bench_e2e(bootstrap, args))
+    with benchmark_broker("bench-suite", BENCH_PORT) as broker:
+        asyncio.run(bench_e2e(broker, args))
 
 
 if __name__ == "__main__":

@@ -105,8 +105,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args()
     print_machine()
-    with benchmark_broker("bench-suite", BENCH_PORT) as bootstrap:
-        asyncio.run(run(bootstrap, args.webhooks, args.partitions))
+    with benchmark_broker("bench-suite", BENCH_PORT) as broker:
+        asyncio.run(run(broker.bootstrap, args.webhooks, args.partitions))
 
 
 if __name__ == "__main__":

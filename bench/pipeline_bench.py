@@ -377,8 +377,8 @@ def main() -> None:
     args = parser.parse_args()
     print_machine()
     print(f"sender rate limit {SENDER_RATE:,}/s (never the bound); no quiet hours, no caps; in-process driver")
-    with benchmark_broker("bench-pipeline", BENCH_PORT) as bootstrap:
-        asyncio.run(bench_pipeline(bootstrap, args))
+    with benchmark_broker("bench-pipeline", BENCH_PORT) as broker:
+        asyncio.run(bench_pipeline(broker.bootstrap, args))
 
 
 if __name__ == "__main__":

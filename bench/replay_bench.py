@@ -233,9 +233,9 @@ def main() -> None:
     parser.add_argument("--profile-out", default="/tmp/sb-replay-profile.txt", help="py-spy's collapsed stacks")
     args = parser.parse_args()
     print_machine()
-    with benchmark_broker("bench-replay", BENCH_PORT) as bootstrap, \
+    with benchmark_broker("bench-replay", BENCH_PORT) as broker, \
             postgres_server("postgres" in args.stores) as dsn:
-        run_all(bootstrap, args, dsn)
+        run_all(broker.bootstrap, args, dsn)
 
 
 if __name__ == "__main__":

@@ -118,8 +118,8 @@ def main() -> None:
     print_machine()
     print(f"{args.requests:,} signed POST /v1/messages per mode, {args.concurrency} in flight, after {WARMUP} "
           "warm-up requests; the API in its own process")
-    with benchmark_broker("bench-send", BENCH_PORT) as bootstrap:
-        asyncio.run(run(bootstrap, args.requests, args.concurrency))
+    with benchmark_broker("bench-send", BENCH_PORT) as broker:
+        asyncio.run(run(broker.bootstrap, args.requests, args.concurrency))
 
 
 if __name__ == "__main__":

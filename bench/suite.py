@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._common import benchmark_broker, peak_rss_mb, print_machine
-from bench.e2e_bench import BENCH_PORT, E2EResult, print_result, run_e2e
+from bench._common import BenchBroker, benchmark_broker, peak_rss_mb, print_machine
+from bench.e2e_bench import BENCH_PORT, E2EResult, ceiling_figure, print_result, run_e2e
 from bench.pipeline_bench import Bench, declaration, raw_baseline
 
 __all__ = ["main"]
@@ -74,10 +74,13 @@ def e2e_rows(result: E2EResult, summary: Summary, raw: float) -> None:
     summary.add(f"{label}: messages/s with all receipts (request -> read)",
                 f"{result.rate:,.0f} ({len(result.read):,} read, {result.missing:,} not; ratio to raw "
                 f"{result.rate / raw:.3f}; load {load()})")
+    summary.add(f"{label}: ceiling from Kafka client work alone (raw records/s / Kafka records per message)",
+                ceiling_figure(result, raw))
     summary.add(f"{label}: latency request -> read p50 / p99",
                 f"{result.latency_ms(0.5):,.0f} / {result.latency_ms(0.99):,.0f} ms")
-    summary.add(f"{label}: CPU per message (ms)", ", ".join(
-        f"{n} {1000 * c / max(1, len(result.read)):.2f}" for n, c in sorted(result.cpu.items())))
+    summary.add(f"{label}: Kafka records written per message (per topic)", result.cost.records_line())
+    summary.add(f"{label}: CPU per message (ms)", result.cost.cpu_line())
+    summary.add(f"{label}: machine busy over the phase", result.cost.busy_line())
     summary.add(f"{label}: peak RSS (MiB)", ", ".join(f"{n} {m:.0f}" for n, m in sorted(result.peak_rss.items())))
 
 
@@ -112,12 +115,13 @@ def replay(bootstrap: str, events: int, summary: Summary) -> None:
                 f"failed: {output.strip().splitlines()[-1:]}")
 
 
-async def measure(bootstrap: str, args: argparse.Namespace, summary: Summary) -> None:
+async def measure(broker: BenchBroker, args: argparse.Namespace, summary: Summary) -> None:
+    bootstrap = broker.bootstrap
     raw = await raw_baseline(bootstrap, args.raw_records, 6)
     await stage_rate(bootstrap, args.stage_requests, summary)
     for workers in args.workers:
-        result = await run_e2e(bootstrap, workers, args.messages, args.warmup)
-        print_result(result)
+        result = await run_e2e(broker, workers, args.messages, args.warmup)
+        print_result(result, raw)
         e2e_rows(result, summary, raw)
     raw = max(raw, await raw_baseline(bootstrap, args.raw_records, 6))
     summary.rows.insert(0, ("raw aiokafka consume -> produce, same broker and run (faster of two)",
@@ -137,11 +141,11 @@ def main() -> None:
     print_machine()
     print(f"load average at start: {load()}", flush=True)
     summary = Summary()
-    with benchmark_broker("bench-suite", BENCH_PORT) as bootstrap:
+    with benchmark_broker("bench-suite", BENCH_PORT) as broker:
         print("| figure | value |\n| --- | --- |", flush=True)
-        asyncio.run(measure(bootstrap, args, summary))
-        webhooks(bootstrap, args.webhook_requests, summary)
-        replay(bootstrap, args.replay_events, summary)
+        asyncio.run(measure(broker, args, summary))
+        webhooks(broker.bootstrap, args.webhook_requests, summary)
+        replay(broker.bootstrap, args.replay_events, summary)
     summary.print()
 
 

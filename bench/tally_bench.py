@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args()
     print_machine()
-    with benchmark_broker("bench", BENCH_PORT) as bootstrap:
-        asyncio.run(bench_tally(bootstrap, args.records, args.partitions))
+    with benchmark_broker("bench", BENCH_PORT) as broker:
+        asyncio.run(bench_tally(broker.bootstrap, args.records, args.partitions))
 
 
 if __name__ == "__main__":

@@ -185,8 +185,8 @@ def main() -> None:
     parser.add_argument("--profile-out", default="/tmp/wh.txt", help="where py-spy writes (default /tmp/wh.txt)")
     args = parser.parse_args()
     print_machine()
-    with benchmark_broker("bench-webhooks", BENCH_PORT) as bootstrap:
-        bench_webhooks(bootstrap, args.requests, args.concurrency, args.py_spy, args.profile_out)
+    with benchmark_broker("bench-webhooks", BENCH_PORT) as broker:
+        bench_webhooks(broker.bootstrap, args.requests, args.concurrency, args.py_spy, args.profile_out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""The benchmarks' cost arithmetic: cores busy, CPU per message against the 1,000 msg/s budget, Kafka records per
+message from end offsets, and the ceiling the Kafka client work alone sets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench._figures import BROKER, PhaseCost, budget_ms, busy_cores, kafka_ceiling, records_written
+
+
+def test_busy_cores_is_the_busy_share_of_jiffies_times_the_cores() -> None:
+    assert busy_cores((1_000, 10_000), (1_900, 11_000), cores=2) == pytest.approx(1.8)
+    assert busy_cores((0, 0), (500, 1_000), cores=4) == pytest.approx(2.0)
+
+
+def test_busy_cores_of_no_elapsed_time_is_zero() -> None:
+    assert busy_cores((5, 9), (5, 9), cores=2) == 0.0
+
+
+def test_the_budget_at_1000_messages_a_second_is_a_millisecond_per_core() -> None:
+    assert budget_ms(2) == pytest.approx(2.0)
+    assert budget_ms(8) == pytest.approx(8.0)
+    assert budget_ms(2, rate=250) == pytest.approx(8.0)
+
+
+def test_records_written_sums_partitions_per_topic() -> None:
+    before = {("p-sb.commands", 0): 100, ("p-sb.commands", 1): 50, ("p-sb.dispatch", 0): 7}
+    after = {("p-sb.commands", 0): 160, ("p-sb.commands", 1): 90, ("p-sb.dispatch", 0): 7}
+    assert records_written(before, after) == {"p-sb.commands": 100, "p-sb.dispatch": 0}
+
+
+def test_a_partition_created_during_the_phase_counts_from_zero() -> None:
+    before = {("p-sb.commands", 0): 10}
+    after = {("p-sb.commands", 0): 15, ("p-pipeline-contacts-changelog", 0): 42}
+    assert records_written(before, after) == {"p-sb.commands": 5, "p-pipeline-contacts-changelog": 42}
+
+
+def test_the_kafka_ceiling_divides_raw_records_by_records_per_message() -> None:
+    assert kafka_ceiling(30_000, 10.0) == pytest.approx(3_000)
+    assert math.isnan(kafka_ceiling(30_000, 0.0))
+
+
+def _cost(**changes: object) -> PhaseCost:
+    values: dict[str, object] = {
+        "messages": 2_000, "cpu": {"pipeline-1": 5.4, "receiver": 1.2, BROKER: 3.0}, "cores": 2, "busy": 1.93,
+        "records": {"sb.commands": 6_000, "sb.events.message": 8_000, "sb.webhooks.raw": 0}}
+    values.update(changes)
+    return PhaseCost(**values)  # type: ignore[arg-type]
+
+
+def test_cpu_per_message_per_process_and_in_total() -> None:
+    cost = _cost()
+    assert cost.cpu_ms() == pytest.approx({"pipeline-1": 2.7, "receiver": 0.6, BROKER: 1.5})
+    assert cost.total_cpu_ms == pytest.approx(4.8)
+    assert cost.budget_ms == pytest.approx(2.0)
+    assert cost.broker_measured
+
+
+def test_records_per_message_over_every_topic() -> None:
+    assert _cost().records_per_message == pytest.approx(7.0)
+
+
+def test_the_records_line_ranks_topics_and_leaves_out_idle_ones() -> None:
+    assert _cost().records_line() == "7.00 (sb.events.message 4.00, sb.commands 3.00)"
+
+
+def test_the_cpu_line_names_every_process_the_total_and_the_budget() -> None:
+    assert _cost().cpu_line() == ("broker 1.50, pipeline-1 2.70, receiver 0.60; total 4.80; "
+                                  "budget at 1,000 msg/s on 2 cores 2.00")
+
+
+def test_an_external_broker_is_said_to_be_not_measured() -> None:
+    cost = _cost(cpu={"pipeline-1": 5.4})
+    assert not cost.broker_measured
+    assert "total 2.70 (broker not measured)" in cost.cpu_line()
+
+
+def test_the_busy_line_is_cores_busy_of_the_machine_s_cores() -> None:
+    assert _cost(busy=1.934).busy_line() == "1.93 of 2 cores"
+
+
+def test_a_phase_without_messages_has_no_per_message_figures() -> None:
+    cost = _cost(messages=0)
+    assert math.isnan(cost.total_cpu_ms)
+    assert math.isnan(cost.records_per_message)
