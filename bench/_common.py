@@ -31,6 +31,9 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+PORT_ENV = "SWITCHBOARD_BENCH_PORT"  # moves a benchmark's own broker off its fixed port (a shared machine)
+
+
 @dataclass(frozen=True)
 class BenchBroker:
     """The broker a benchmark runs on: its bootstrap servers and, when it is the benchmark's own, its processes."""
@@ -56,13 +59,14 @@ def _read_pid(file: Path) -> int | None:
 
 @contextmanager
 def benchmark_broker(name: str, base_port: int) -> Iterator[BenchBroker]:
-    """KAFKA_BOOTSTRAP_SERVERS if set, else a single-node local broker of this benchmark's own, always stopped."""
+    """KAFKA_BOOTSTRAP_SERVERS if set, else a single-node local broker of this benchmark's own, always stopped (on
+    `base_port`, or SWITCHBOARD_BENCH_PORT's when set, and the port above it for its controller)."""
     bootstrap = external_bootstrap()
     if bootstrap is not None:
         print(f"broker: KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
         yield BenchBroker(bootstrap)
         return
-    cluster = local_cluster(name, base_port=base_port)
+    cluster = local_cluster(name, base_port=int(os.environ.get(PORT_ENV, base_port)))
     try:
         cluster.start(cache_root())
         print(f"broker: local Apache Kafka {cluster.version}, single node, same machine ({cluster.bootstrap_servers})")

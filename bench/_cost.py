@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench._figures import BROKER, PhaseCost, busy_cores, records_written
+from bench._figures import BROKER, PhaseCost, busy_cores, records_written, without_prefix
 from bench.pipeline_bench import machine_cpu, process_cpu
 
 __all__ = ["PhaseMeter"]
@@ -49,7 +49,7 @@ class PhaseMeter:
             await self._admin.close()
         cores = os.cpu_count() or 1
         return PhaseCost(messages, self._cpu_spent(cpu), cores, busy_cores(self._machine, machine, cores),
-                         {topic[len(self._prefix):]: n for topic, n in records_written(self._offsets, offsets).items()})
+                         without_prefix(records_written(self._offsets, offsets), self._prefix))
 
     def _cpu_now(self) -> dict[str, float]:
         return {name: process_cpu(pid) for name, pid in self._pids.items()}

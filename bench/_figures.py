@@ -6,7 +6,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["BROKER", "TARGET_RATE", "PhaseCost", "budget_ms", "busy_cores", "kafka_ceiling", "records_written"]
+__all__ = ["BROKER", "TARGET_RATE", "PhaseCost", "budget_ms", "busy_cores", "kafka_ceiling", "records_written",
+           "without_prefix"]
 
 TARGET_RATE = 1000  # messages/s end to end with every receipt: issue 8's target
 BROKER = "broker"  # the name the broker's CPU is filed under, beside the parts'
@@ -33,6 +34,11 @@ def records_written(before: Offsets, after: Offsets) -> dict[str, int]:
     for (topic, partition), end in after.items():
         written[topic] = written.get(topic, 0) + end - before.get((topic, partition), 0)
     return written
+
+
+def without_prefix(written: Mapping[str, int], prefix: str) -> dict[str, int]:
+    """Topic names without the run's prefix, which faust's changelogs carry twice (app id, then table name)."""
+    return {topic.replace(prefix, ""): count for topic, count in written.items()}
 
 
 def kafka_ceiling(raw_records_per_second: float, records_per_message: float) -> float:

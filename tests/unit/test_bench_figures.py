@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench._figures import BROKER, PhaseCost, budget_ms, busy_cores, kafka_ceiling, records_written
+from bench._figures import BROKER, PhaseCost, budget_ms, busy_cores, kafka_ceiling, records_written, without_prefix
 
 
 def test_busy_cores_is_the_busy_share_of_jiffies_times_the_cores() -> None:
@@ -35,6 +35,11 @@ def test_a_partition_created_during_the_phase_counts_from_zero() -> None:
     before = {("p-sb.commands", 0): 10}
     after = {("p-sb.commands", 0): 15, ("p-pipeline-contacts-changelog", 0): 42}
     assert records_written(before, after) == {"p-sb.commands": 5, "p-pipeline-contacts-changelog": 42}
+
+
+def test_topic_names_lose_the_run_s_prefix_even_inside_a_changelog_s_name() -> None:
+    written = {"e2e-ab-1w-sb.commands": 5, "e2e-ab-1w-pipeline-e2e-ab-1w-contacts-changelog": 3}
+    assert without_prefix(written, "e2e-ab-1w-") == {"sb.commands": 5, "pipeline-contacts-changelog": 3}
 
 
 def test_the_kafka_ceiling_divides_raw_records_by_records_per_message() -> None:
