@@ -43,7 +43,7 @@ def without_prefix(written: Mapping[str, int], prefix: str) -> dict[str, int]:
 
 def kafka_ceiling(raw_records_per_second: float, records_per_message: float) -> float:
     """Messages/s if the Kafka client work alone bounded them: each record written costs about what one record of
-    the raw consume -> produce loop does (it is produced once and consumed at least once)."""
+    the raw consume -> produce loop does (produced once, consumed by the next stage; changelogs only on recovery)."""
     return raw_records_per_second / records_per_message if records_per_message > 0 else math.nan
 
 
