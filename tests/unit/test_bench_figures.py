@@ -1,13 +1,17 @@
 """The benchmarks' cost arithmetic: cores busy, CPU per message against the 1,000 msg/s budget, Kafka records per
-message from end offsets, and the ceiling the Kafka client work alone sets."""
+message from end offsets, the ceiling the Kafka client work alone sets, and the broker pids its CPU is read from."""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 
+from bench._common import BenchBroker
 from bench._figures import BROKER, PhaseCost, budget_ms, busy_cores, kafka_ceiling, records_written, without_prefix
+from switchboard.localkafka import LocalCluster
 
 
 def test_busy_cores_is_the_busy_share_of_jiffies_times_the_cores() -> None:
@@ -90,3 +94,16 @@ def test_a_phase_without_messages_has_no_per_message_figures() -> None:
     cost = _cost(messages=0)
     assert math.isnan(cost.total_cpu_ms)
     assert math.isnan(cost.records_per_message)
+
+
+def test_a_benchmark_s_own_broker_gives_its_nodes_live_pids(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path / "kafka", brokers=3, base_port=30_000)
+    cluster.nodes[0].pid_file.parent.mkdir(parents=True)
+    cluster.nodes[0].pid_file.write_text(str(os.getpid()))
+    cluster.nodes[1].pid_file.parent.mkdir(parents=True)
+    cluster.nodes[1].pid_file.write_text("not a pid")  # node 3 has no pid file at all
+    assert BenchBroker("127.0.0.1:30000", cluster).pids() == [os.getpid()]
+
+
+def test_an_external_broker_has_no_pids_to_measure() -> None:
+    assert BenchBroker("kafka.example:9092").pids() is None
