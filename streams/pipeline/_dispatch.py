@@ -10,6 +10,7 @@ from typing import Any
 
 from connectors import Outcome, SendResult
 from streams.pipeline._commands import priority_rank
+from streams.pipeline._spill import LANE_JOBS, PAGE_JOBS, Spill, SpillPages, drain, pop_page, push
 from streams.policies import TokenBucket
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "Dispatcher", "Limits", "SenderState"]
@@ -90,11 +91,19 @@ class SenderState:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     applied_offset: int = -1
     applied_cluster: str = ""
+    # Per lane, its jobs beyond the LANE_JOBS this row keeps, in pages of their own (`_spill.py`). A class-level
+    # default, so rows pickled before it existed read as having none.
+    spill: tuple[Spill, Spill, Spill] = (Spill(), Spill(), Spill())
 
     @property
     def queued(self) -> int:
-        """Jobs waiting in all lanes."""
-        return sum(len(lane) for lane in self.lanes)
+        """Jobs waiting in all lanes, their pages included."""
+        return sum(len(lane) for lane in self.lanes) + self.spilled
+
+    @property
+    def spilled(self) -> int:
+        """Jobs waiting in the lanes' pages."""
+        return sum(spill.count for spill in self.spill)
 
 
 class Dispatcher:
@@ -128,9 +137,13 @@ class Dispatcher:
             self._remember(state, _key(job), "unknown")
         return [outcome_command(job, "unknown") for job in lost]
 
-    def admit(self, state: SenderState, job: dict[str, Any],
-              settled_before: Callable[[str], bool]) -> dict[str, Any] | None:
-        """Queues a job in its lane; a job settled before gets nothing, one lost mid-call an `unknown` outcome."""
+    def admit(self, state: SenderState, job: dict[str, Any], settled_before: Callable[[str], bool],
+              pages: SpillPages | None = None) -> dict[str, Any] | None:
+        """Queues a job in its lane; a job settled before gets nothing, one lost mid-call an `unknown` outcome.
+
+        With `pages`, a lane holding LANE_JOBS (or with pages already) queues the job on its last page; a copy of a
+        job already paged is found when its page goes back into the lane (`_refill`). Without, lanes grow unbounded.
+        """
         key = _key(job)
         if key in state.settled or settled_before(key):
             return None
@@ -140,7 +153,11 @@ class Dispatcher:
             return outcome_command(job, "unknown")
         if _queued(state, job):
             return None
-        state.lanes[priority_rank(job["priority"])].append(job)
+        lane = priority_rank(job["priority"])
+        if pages is not None and (state.spill[lane].count or len(state.lanes[lane]) >= LANE_JOBS):
+            state.spill = _with(state.spill, lane, push(state.spill[lane], lane, job, pages))
+        else:
+            state.lanes[lane].append(job)
         return None
 
     def probe(self, state: SenderState, job: dict[str, Any],
@@ -157,16 +174,21 @@ class Dispatcher:
         outcome = state.settled.get(key) or settled_before(key)
         if outcome is not None and mark is None:
             return outcome_command(job, outcome)
+        if state.spilled:
+            return None  # it may wait on a page, unread here: the writer asks again later, by then nearer the front
         # Lost with a dead worker's call, or never here (the row was restored from before the job reached it):
         # remembered as unknown, so a late copy of the job is never sent, and reconciled from receipts.
         state.inflight.pop(key, None)
         self._remember(state, key, "unknown")
         return outcome_command(job, "unknown")
 
-    def ready(self, state: SenderState, limits: Limits,
-              now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def ready(self, state: SenderState, limits: Limits, now: float, pages: SpillPages | None = None,
+              settled_before: Callable[[str], bool] = lambda _: False,
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(jobs to send now, marked in flight; outcomes for jobs refused by an open circuit)."""
-        refused = self._shed(state, now)
+        refused = self._shed(state, now, pages, settled_before)
+        if pages is not None:
+            self._refill(state, pages, settled_before)
         sending: list[dict[str, Any]] = []
         bucket = (state.bucket or TokenBucket.full(limits.per_second, limits.burst, now)).refilled(now)
         for lane in state.lanes:
@@ -213,16 +235,43 @@ class Dispatcher:
         if len(state.pair_last) > 64 and min(state.pair_last.values()) <= cutoff:
             state.pair_last = {a: t for a, t in state.pair_last.items() if t > cutoff}
 
-    def _shed(self, state: SenderState, now: float) -> list[dict[str, Any]]:
+    def _shed(self, state: SenderState, now: float, pages: SpillPages | None,
+              settled_before: Callable[[str], bool]) -> list[dict[str, Any]]:
         """While the circuit is open, high and normal jobs fall back at once; low-priority ones wait it out."""
         if state.breaker.state(now) != "open":
             return []
-        refused = [outcome_command(job, "circuit_open") for lane in state.lanes[:2] for job in lane]
-        for job in (job for lane in state.lanes[:2] for job in lane):
+        shed = [job for lane in state.lanes[:2] for job in lane]
+        for lane in (0, 1):
+            state.lanes[lane].clear()
+            if pages is not None and state.spill[lane].count:
+                spill, paged = drain(state.spill[lane], lane, pages)
+                state.spill = _with(state.spill, lane, spill)
+                shed.extend(self._fresh(state, paged, settled_before))
+        shed = list({_key(job): job for job in shed}.values())  # a paged copy of a lane's job is refused once
+        for job in shed:
             self._remember(state, _key(job), "circuit_open")
-        state.lanes[0].clear()
-        state.lanes[1].clear()
-        return refused
+        return [outcome_command(job, "circuit_open") for job in shed]
+
+    def _refill(self, state: SenderState, pages: SpillPages, settled_before: Callable[[str], bool]) -> None:
+        """Moves whole pages back into lanes with room for them, oldest first; copies of a job are dropped here."""
+        for lane, jobs in enumerate(state.lanes):
+            while state.spill[lane].count and len(jobs) <= LANE_JOBS - PAGE_JOBS:
+                spill, paged = pop_page(state.spill[lane], lane, pages)
+                state.spill = _with(state.spill, lane, spill)
+                jobs.extend(self._fresh(state, paged, settled_before))
+
+    @staticmethod
+    def _fresh(state: SenderState, paged: list[dict[str, Any]],
+               settled_before: Callable[[str], bool]) -> list[dict[str, Any]]:
+        """The paged jobs not queued, in flight or settled already (a job the writer emitted twice was paged twice)."""
+        seen = {_key(job) for lane in state.lanes for job in lane} | set(state.inflight) | set(state.settled)
+        fresh = []
+        for job in paged:
+            key = _key(job)
+            if key not in seen and not settled_before(key):
+                seen.add(key)
+                fresh.append(job)
+        return fresh
 
     @staticmethod
     def _remember(state: SenderState, key: str, outcome: str) -> None:
@@ -252,6 +301,11 @@ def _queued(state: SenderState, job: dict[str, Any]) -> bool:
     message_id, attempt = job["message_id"], job["attempt"]
     return any(queued["message_id"] == message_id and queued["attempt"] == attempt
                for lane in state.lanes for queued in lane)
+
+
+def _with(spills: tuple[Spill, Spill, Spill], lane: int, spill: Spill) -> tuple[Spill, Spill, Spill]:
+    return (spill, spills[1], spills[2]) if lane == 0 else \
+        (spills[0], spill, spills[2]) if lane == 1 else (spills[0], spills[1], spill)
 
 
 def _key(job: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ from rocksdict import WriteBatch
 
 __all__ = ["LiveRows", "Outbox", "write_rows"]
 
-Row = tuple[str, int, bytes]  # key, partition of the table (its source partition), value as the codec wrote it
+# key, partition of the table (its source partition), value as the codec wrote it (None: the row is deleted)
+Row = tuple[str, int, bytes | None]
 
 
 async def write_rows(producer: Any, table: Any, rows: Iterable[Row]) -> None:
@@ -26,7 +27,7 @@ async def write_rows(producer: Any, table: Any, rows: Iterable[Row]) -> None:
     """
     topic = table.changelog_topic.get_topic_name()
     store = table.data
-    by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
     last: dict[int, Awaitable[Any]] = {}
     for key, partition, value in rows:
         raw_key = store._encode_key(key)  # faust's table key codec (JSON for str keys)
@@ -35,6 +36,10 @@ async def write_rows(producer: Any, table: Any, rows: Iterable[Row]) -> None:
     for partition, items in by_partition.items():
         batch = WriteBatch(raw_mode=True)
         for raw_key, value in items:
+            if value is None:  # the changelog record is a tombstone: restores and compaction delete the key too
+                batch.delete(raw_key)
+                store._key_index.pop(raw_key, None)
+                continue
             batch.put(raw_key, value)
             store._key_index[raw_key] = partition  # what faust's store keeps for reads outside a partition's event
         store._db_for_partition(partition).write(batch)

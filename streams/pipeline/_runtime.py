@@ -11,7 +11,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import faust
 from faust.streams import _current_event
@@ -285,7 +285,7 @@ class Runtime:
         if job["kind"] == "probe":
             reply = self.dispatcher.probe(state, job, self._settled_outcome)
         else:
-            reply = self.dispatcher.admit(state, job, lambda job_key: self._settled_outcome(job_key) is not None)
+            reply = self.dispatcher.admit(state, job, self._settled, _SenderPages(self.senders, key, event, batch))
         mark_applied(state, event.message.offset, cluster)
         batch.rows[key] = (state, event)
         touched[key] = event
@@ -295,6 +295,9 @@ class Runtime:
     def _settled_outcome(self, job_key: str) -> str | None:
         outcome = self.dispatched.get(job_key)
         return None if outcome is None else str(outcome)
+
+    def _settled(self, job_key: str) -> bool:
+        return self._settled_outcome(job_key) is not None
 
     def _plan(self, batch: _Batch, touched: dict[str, EventT[Any]]) -> list[tuple[str, dict[str, Any]]]:
         plan: list[tuple[str, dict[str, Any]]] = []
@@ -309,7 +312,8 @@ class Runtime:
                 continue  # the sender was removed from the pipeline: its jobs wait until it returns
             lost = self.dispatcher.orphans(state)
             throttles = self.dispatcher.throttles
-            sending, refused = self.dispatcher.ready(state, limits, now)
+            pages = _SenderPages(self.senders, key, event, batch)
+            sending, refused = self.dispatcher.ready(state, limits, now, pages, self._settled)
             if self.dispatcher.throttles > throttles:
                 self.dispatch_metrics.throttled.labels(key).inc()
             batch.pending.extend(self._send_command_soon(reply) for reply in [*lost, *refused])
@@ -376,15 +380,22 @@ class Runtime:
 
     async def _store(self, table: Any, index_table: Any, batch: _Batch) -> None:
         """Writes the batch's rows, each once (its last image), to the partition of the record that changed it."""
-        rows: list[tuple[str, int, bytes]] = []
-        index_rows: list[tuple[str, int, bytes]] = []
+        pages: list[tuple[str, int, bytes | None]] = []
+        rows: list[tuple[str, int, bytes | None]] = []
+        dropped: list[tuple[str, int, bytes | None]] = []
+        index_rows: list[tuple[str, int, bytes | None]] = []
         for key, (value, event) in batch.rows.items():
             if key in batch.read and batch.read[key] == value:
                 continue  # an index row the batch left as it was (most ticks): rewriting it would change nothing
+            if value is _DROPPED:
+                dropped.append((key, event.message.partition, None))
+                continue
             image = batch.images.get(key)
             row = (key, event.message.partition, image if image is not None else _pickle(value))
-            (index_rows if key.startswith("~index:") else rows).append(row)
-        await write_rows(self.app.producer, table, rows)
+            (index_rows if key.startswith("~index:") else pages if _PAGE in key else rows).append(row)
+        # One changelog partition keeps this order: a sender's row is durable only after the pages it counts, and
+        # a page is deleted only after the row that no longer counts it (a batch applied again finds them as left).
+        await write_rows(self.app.producer, table, [*pages, *rows, *dropped])
         if index_rows:
             await write_rows(self.app.producer, index_table, index_rows)
 
@@ -449,6 +460,33 @@ class Runtime:
         headers = tracing.record_headers(trace_id)
         return await self.app.producer.send(topic, None if key is None else key.encode(), value, None, None,
                                             headers or None)
+
+
+_PAGE: Final = "~spill:"  # in a `senders` key: a page of a lane's jobs, "<channel>/<sender>~spill:<lane>:<page>"
+_DROPPED: Final = object()  # a page the batch deletes
+
+
+class _SenderPages:
+    """A sender's spill pages (`_spill.py`) as rows of the `senders` table, written with the batch's other rows."""
+
+    def __init__(self, table: Any, sender: str, event: EventT[Any], batch: _Batch) -> None:
+        self._table, self._sender, self._event, self._batch = table, sender, event, batch
+
+    def load(self, lane: int, page: int) -> list[dict[str, Any]]:
+        key = self._key(lane, page)
+        if key in self._batch.rows:
+            jobs = self._batch.rows[key][0]
+            return [] if jobs is _DROPPED else jobs
+        return list(self._table.get(key) or [])
+
+    def store(self, lane: int, page: int, jobs: list[dict[str, Any]]) -> None:
+        self._batch.rows[self._key(lane, page)] = (jobs, self._event)
+
+    def drop(self, lane: int, page: int) -> None:
+        self._batch.rows[self._key(lane, page)] = (_DROPPED, self._event)
+
+    def _key(self, lane: int, page: int) -> str:
+        return f"{self._sender}{_PAGE}{lane}:{page}"
 
 
 def _trigger_command(trigger: str, event_type: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -219,3 +219,20 @@ async def test_transactional_traffic_overtakes_a_marketing_backlog(
     [otp_id] = [mid for mid, e in per_message.items() if payloads(e, "MessageRequested")[0]["category"]
                 == "authentication"]
     assert order.index(otp_id) <= 4, order.index(otp_id)  # sent next, not after the 20 queued before it
+
+
+async def test_a_backlog_far_over_the_senders_rate_waits_in_pages_without_stopping_the_worker(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    # 6,000 jobs kept whole in the sender's row made it larger than Kafka's 1 MB record limit: the worker stopped
+    # at its first write, and again at every restart. Paged, the row stays small and the jobs go out at the rate.
+    count, rate = 6000, 20.0
+    worker = await start_pipeline(write_pipeline(tmp_path, per_second=rate, burst=rate))
+    await send_commands(kafka_bootstrap, unique_prefix, [request(f"bl-{i}", f"bl-{i}") for i in range(count)])
+    topics = Topics(unique_prefix)
+    await outcomes(kafka_bootstrap, unique_prefix, lambda got: len(got) >= 1)  # the group exists
+    await commands_committed(kafka_bootstrap, f"{unique_prefix}pipeline", topics.commands, timeout=240)
+    await commands_committed(kafka_bootstrap, f"{unique_prefix}pipeline", topics.dispatch, timeout=240)
+    sent = await outcomes(kafka_bootstrap, unique_prefix, lambda got: len(got) >= 200)
+    assert worker.is_running(), worker.log_tail()
+    assert len({o["message_id"] for o in sent}) == len(sent)  # each once
+    assert {o["outcome"] for o in sent} == {"accepted"}
