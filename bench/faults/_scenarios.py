@@ -44,6 +44,27 @@ async def worker_sigkill(platform: Platform, sizes: Sizes) -> None:
     platform.ledger.figures["seconds from the kill to the last terminal state"] = round(took, 1)
 
 
+async def slow_sender(platform: Platform, sizes: Sizes) -> None:
+    """A sender far slower than the requests, so most jobs wait on its lanes' pages (`_spill.py`): SIGKILL the worker
+    mid-backlog; a second one with empty state restores rows and pages from the changelogs and sends the rest."""
+    rate = max(20.0, sizes.messages / 50)  # about 50 s of sending: the writer hands jobs over many times faster
+    platform.declare(per_second=rate)
+    await platform.start()
+    first = platform.start_worker("worker-1")
+    # A contact has one message at the dispatcher at a time: one message each, so the whole backlog reaches it.
+    await platform.request(0, sizes.messages, per_contact=1)
+    await platform.until_settled(sizes.messages // 4, sizes.timeout)
+    first.kill()
+    changelog = await read_topic(platform.bootstrap, platform.settings("worker-1").changelog("senders"))
+    pages = sum(1 for record in changelog if record.key and b"~spill:" in record.key)
+    platform.ledger.figures["page writes in the senders changelog before the kill"] = pages
+    platform.ledger.faults["fault"] = (f"sender at {rate:g} msg/s; SIGKILL worker-1 at {platform.settled():,} "
+                                       "settled, the rest queued (in pages too); worker-2 (empty state)")
+    platform.start_worker("worker-2")
+    took = await platform.until_settled(sizes.messages, sizes.timeout)
+    platform.ledger.figures["seconds from the kill to the last terminal state"] = round(took, 1)
+
+
 async def state_loss(platform: Platform, sizes: Sizes) -> None:
     """The worker is stopped a third of the way through, its state directory deleted, and started again."""
     platform.declare()
@@ -167,6 +188,7 @@ async def until_parked(platform: Platform, timeout: float) -> None:
 
 SCENARIOS: dict[str, Scenario] = {
     "worker-sigkill": worker_sigkill,
+    "slow-sender": slow_sender,
     "state-loss": state_loss,
     "simulator-faults": simulator_faults,
     "poison": poison,

@@ -130,9 +130,9 @@ class Platform:
 
     # -- load ----------------------------------------------------------------------------------------------------
 
-    async def request(self, first: int, count: int) -> None:
-        """`count` request commands numbered from `first`, every fourth to the same contact, sent with acks=all."""
-        contacts = max(1, (first + count) // CONTACTS_PER_MESSAGE)
+    async def request(self, first: int, count: int, per_contact: int = CONTACTS_PER_MESSAGE) -> None:
+        """`count` request commands numbered from `first`, `per_contact` (4) to each contact, sent with acks=all."""
+        contacts = max(1, (first + count) // per_contact)
         producer = new_producer(self.bootstrap, linger_ms=5, request_timeout_ms=60_000)
         await producer.start()
         try:

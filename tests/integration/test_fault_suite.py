@@ -27,11 +27,13 @@ async def _run(name: str, bootstrap: str, directory: Path) -> Report:
     return report
 
 
-@pytest.mark.parametrize("name", ["worker-sigkill", "state-loss"])
+@pytest.mark.parametrize("name", ["worker-sigkill", "state-loss", "slow-sender"])
 async def test_a_worker_lost_mid_run_loses_and_doubles_nothing(name: str, kafka_bootstrap: str,
                                                                tmp_path: Path) -> None:
     report = await _run(name, kafka_bootstrap, tmp_path)
     assert report.tally["terminal states"] == {"accepted": QUICK[name]}  # in-process channel: all accepted
+    if name == "slow-sender":  # the backlog really waited on pages when the worker died
+        assert report.tally["page writes in the senders changelog before the kill"] > 0
 
 
 async def test_simulator_faults_end_every_message_once_with_each_receipt_once(kafka_bootstrap: str,
