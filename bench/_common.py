@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ def benchmark_broker(name: str, base_port: int) -> Iterator[BenchBroker]:
         yield BenchBroker(bootstrap)
         return
     cluster = local_cluster(name, base_port=int(os.environ.get(PORT_ENV, base_port)))
+    # Every run on an empty broker: the same start each time, and the last run's topics (a suite leaves about
+    # 100 MB of them, and their partitions would be the broker's to keep) are not carried from run to run.
+    cluster.stop()
+    shutil.rmtree(cluster.directory, ignore_errors=True)
     try:
         cluster.start(cache_root())
         print(f"broker: local Apache Kafka {cluster.version}, single node, same machine ({cluster.bootstrap_servers})")
