@@ -28,6 +28,7 @@ from streams.pipeline._templates import TemplateTopics
 from streams.tally import service_worker
 from switchboard.config import PipelineWatcher
 from switchboard.groups import describe_group
+from switchboard.kafka_io import MURMUR2_PARTITIONER
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 
 __all__ = ["PipelineSettings", "build_app", "run_pipeline"]
@@ -126,6 +127,7 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
         topic_replication_factor=settings.replication, consumer_auto_offset_reset="earliest",
         web_enabled=settings.web_port is not None, web_bind=settings.web_host, web_port=settings.web_port or 6066,
         processing_guarantee="at_least_once", producer_linger=0.002, producer_acks=-1,
+        producer_partitioner=MURMUR2_PARTITIONER,  # faust's default too, with each key's hash remembered
         # A worker that dies is noticed after 10 s instead of faust's 60: its partitions move that much sooner.
         broker_session_timeout=10.0, broker_heartbeat_interval=3.0,
     )
