@@ -7,6 +7,7 @@ import functools
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from uuid import UUID
@@ -125,7 +126,14 @@ def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 
 
+# Values Avro takes as they are: most of an event's fields; returned before the checks below (one event in the
+# pipeline's hot path has a dozen fields, and the Mapping check is an ABC lookup).
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), datetime, bytes})
+
+
 def _to_avro(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, UUID):
