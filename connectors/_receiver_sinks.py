@@ -23,6 +23,7 @@ __all__ = [
     "KafkaWebhookSink",
     "RawWebhookSink",
     "SinkRecord",
+    "digest_partition",
 ]
 
 RAW_TOPIC: Final = "sb.webhooks.raw"
@@ -77,6 +78,16 @@ class InMemoryWebhookSink(RawWebhookSink):
         async with self.changed:
             self.rejected.append(SinkRecord(channel, raw, dict(headers), reason))
             self.changed.notify_all()
+
+
+def digest_partition(sha256_hex: str, partitions: int) -> int:
+    """The partition of a raw body's record: its digest's first 32 bits, modulo the partitions.
+
+    The key is a uniform hash already, so a duplicate still lands beside its twin, whichever replica received it;
+    aiokafka's murmur2 (pure Python) over the 64-character key was an eighth of the receiver's CPU. Nothing reads
+    these topics by key, so the Java client's placement does not matter here, unlike for the domain topics.
+    """
+    return int(sha256_hex[:8], 16) % partitions
 
 
 class KafkaWebhookSink(RawWebhookSink):
@@ -134,6 +145,7 @@ class KafkaWebhookSink(RawWebhookSink):
     async def _write(self, topic: str, raw: bytes, headers: Mapping[str, str]) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaWebhookSink is not started")
-        key = headers[CONTENT_SHA256].encode()
+        digest = headers[CONTENT_SHA256]
         record_headers = [(name, value.encode()) for name, value in headers.items()]
-        await self._producer.send_and_wait(topic, raw, key=key, headers=record_headers)
+        await self._producer.send_and_wait(topic, raw, key=digest.encode(), headers=record_headers,
+                                           partition=digest_partition(digest, self.partitions))

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from connectors import SIGNATURE_HEADER, ReceiptItem, ReceiptStatus, hub_signature
+from connectors._receiver_sinks import digest_partition
 from connectors.receiver import CONTENT_SHA256, KafkaWebhookSink, ReceiverConfig, build_receiver_app
 from connectors.whatsapp import WhatsAppDriver
 from connectors.whatsapp_simulator import WhatsAppSimulator
@@ -90,6 +91,7 @@ async def test_signed_receipts_reach_the_raw_topic_and_bad_posts_the_rejects(kaf
             headers = headers_of(record)
             assert (headers["channel"], headers["signature-verified"]) == ("whatsapp", "true")
             assert headers[CONTENT_SHA256] == hashlib.sha256(record.value).hexdigest() == record.key.decode()
+            assert record.partition == digest_partition(headers[CONTENT_SHA256], 3)  # beside any duplicate of it
             # The stored bytes are exactly the signed ones: the simulator's signature verifies on them.
             receiver_driver.verify_webhook({SIGNATURE_HEADER: hub_signature(record.value, APP_SECRET)}, record.value)
 
