@@ -83,7 +83,7 @@ def test_no_bootstrap_variable_means_local_broker(monkeypatch: pytest.MonkeyPatc
 
 
 def test_extra_jvm_options_come_from_the_environment_after_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWITCHBOARD_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1  -Dname='two words'")
-    assert _jvm_options() == ["-XX:TieredStopAtLevel=1", "-Dname=two words"]
+    monkeypatch.setenv("SWITCHBOARD_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=4  -Dname='two words'")
+    assert _jvm_options() == ["-XX:TieredStopAtLevel=1", "-XX:TieredStopAtLevel=4", "-Dname=two words"]
     monkeypatch.delenv("SWITCHBOARD_KAFKA_JVM_OPTS")
-    assert _jvm_options() == []
+    assert _jvm_options() == ["-XX:TieredStopAtLevel=1"]  # C1 only unless the variable says otherwise
