@@ -104,3 +104,21 @@ async def test_after_a_stall_a_member_the_broker_still_knows_writes_and_the_doub
     assert await fence.holds(begun, "writer")
     assert await fence.holds(begun, "writer")
     assert group.asked == 1
+
+
+def test_the_private_fields_the_fence_reads_are_still_where_it_reads_them() -> None:
+    # `app._group_generation` and `app._member_id` read aiokafka's and faust's private fields (there is no public
+    # accessor) and answer "never fence" when the path is missing: an upgrade that moved them would switch the fence
+    # off silently. The lock pins both libraries; this makes a deliberate upgrade fail here first.
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    coordinator = inspect.getsource(GroupCoordinator.__init__)
+    assert "self.generation = " in coordinator
+    assert "self.member_id = " in coordinator
+    assert "self._coordinator = GroupCoordinator(" in inspect.getsource(AIOKafkaConsumer.start)
+    assert "self._consumer = " in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread)
+    assert "self._thread" in inspect.getsource(faust_aiokafka.Consumer)
