@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from switchboard.kafka_io import MURMUR2_PARTITIONER
+from switchboard.kafka_io import MURMUR2_PARTITIONER, send_in_batches
 
 __all__ = ["BatchWriter", "Record"]
 
@@ -53,15 +53,4 @@ class BatchWriter:
         return chosen
 
     async def _send(self, topic: str, partition: int, records: list[Record]) -> list[asyncio.Future[Any]]:
-        futures = []
-        batch = self._producer.create_batch()
-        for record in records:
-            if batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
-                # Full (max_batch_size): this one goes out, the record starts the next.
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-                batch = self._producer.create_batch()
-                if batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
-                    raise ValueError(f"a record for {topic} is larger than the producer's max_batch_size")
-        if batch.record_count():
-            futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-        return futures
+        return await send_in_batches(self._producer, topic, partition, ((r.key, r.value, r.headers) for r in records))

@@ -40,6 +40,28 @@ class Murmur2Partitioner:
 MURMUR2_PARTITIONER = Murmur2Partitioner()
 
 
+Headers = list[tuple[str, bytes]]
+
+
+async def send_in_batches(producer: AIOKafkaProducer, topic: str, partition: int,
+                          records: Iterable[tuple[bytes | None, bytes, Headers]]) -> list[asyncio.Future[Any]]:
+    """Hands one partition's records to the producer as record batches, each as full as `max_batch_size` allows, in
+    order: a produce call per batch instead of a `send` (a future, a partition lookup) per record. Returns the
+    futures of their delivery."""
+    futures: list[asyncio.Future[Any]] = []
+    batch = producer.create_batch()
+    for key, value, headers in records:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            # Full: this batch goes out, the record starts the next.
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise ValueError(f"a record for {topic} is larger than the producer's max_batch_size")
+    if batch.record_count():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
 def new_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     """A producer with Switchboard's durability defaults: acks=all, idempotence, murmur2 partitioning."""
     defaults: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "partitioner": MURMUR2_PARTITIONER}

@@ -9,6 +9,8 @@ from typing import Any
 from faust.types import TP
 from rocksdict import WriteBatch
 
+from switchboard.kafka_io import send_in_batches
+
 __all__ = ["LiveRows", "Outbox", "write_rows"]
 
 # key, partition of the table (its source partition), value as the codec wrote it (None: the row is deleted)
@@ -106,12 +108,6 @@ class Outbox:
         """Hands every queued record to the producer, in order per partition; the futures of their delivery."""
         sent: list[Awaitable[Any]] = []
         for (topic, partition), records in self._records.items():
-            batch = self._producer.create_batch()
-            for key, value, headers in records:
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
-                    sent.append(await self._producer.send_batch(batch, topic, partition=partition))
-                    batch = self._producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)  # a first record always fits
-            sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+            sent.extend(await send_in_batches(self._producer, topic, partition, records))
         self._records.clear()
         return sent
