@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.pipeline.app import PipelineSettings
 from streams.tally import TallyConfig
@@ -109,6 +112,30 @@ def start_pipeline(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> 
     for worker in started:
         if worker.is_running():
             worker.kill()
+
+
+async def until_committed(bootstrap: str, group: str, topic: str, timeout: float = 60) -> None:
+    """Until the group's committed offsets reach what the topic's partitions hold now (records added later do not
+    count; a partition without a commit counts as at 0)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await probe.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        ends = await probe.end_offsets([TopicPartition(topic, p["partition"]) for p in described["partitions"]])
+        assert ends, f"{topic} has no partitions"
+        committed: dict[TopicPartition, int] = {}
+        for _ in range(int(timeout / 0.2)):
+            offsets = await admin.list_consumer_group_offsets(group)
+            committed = {tp: max(meta.offset, 0) for tp, meta in offsets.items()}
+            if all(committed.get(tp, 0) >= end for tp, end in ends.items()):
+                return
+            await asyncio.sleep(0.2)  # polling the group's offsets: there is no event to wait on
+        raise TimeoutError(f"{group} did not commit {ends} within {timeout} s (last {committed})")
+    finally:
+        await probe.stop()
+        await admin.close()
 
 
 # The PostgreSQL sink's fixtures live beside its helpers; importing them here makes them the run's fixtures.

@@ -13,8 +13,6 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from eventsourcing.domain import AggregateEvent
 
 from aggregates import Channel, FailureClass, Message, MessageCategory, ReceiptStatus, Tenant, to_record
@@ -26,6 +24,7 @@ from schemas import encode, make_envelope, route
 from streams.policies.backoff import RetryPolicy
 from switchboard.kafka_io import MURMUR2_PARTITIONER, collect_json, new_producer
 from switchboard.topics import ensure_topics, event_topic_specs
+from tests.integration.conftest import until_committed
 
 SECRET = "whsec_integration_secret"
 PHONE = "+4712345678"
@@ -178,27 +177,6 @@ async def produce(bootstrap: str, prefix: str, events: list[Event]) -> None:
         await producer.stop()
 
 
-async def wait_for_commits(bootstrap: str, config: FeederConfig, timeout: float = 60) -> None:
-    """Until the group's committed offsets reach the end of every partition of the message topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await probe.start()
-    try:
-        partitions = [TopicPartition(config.message_topic, p) for p in range(3)]
-        ends = await probe.end_offsets(partitions)
-        for _ in range(int(timeout / 0.2)):
-            committed = {tp: max(meta.offset, 0) for tp, meta in
-                         (await admin.list_consumer_group_offsets(config.group)).items()}
-            if all(committed.get(tp, 0) == end for tp, end in ends.items()):  # an empty partition has no commit
-                return
-            await asyncio.sleep(0.2)  # polling the group's offsets: there is no event to wait on
-        raise TimeoutError(f"commits {committed} did not reach {ends} within {timeout} s")
-    finally:
-        await probe.stop()
-        await admin.close()
-
-
 def write_secret(root: Path, tenant_id: str) -> None:
     (root / "callbacks").mkdir(exist_ok=True)
     (root / "callbacks" / tenant_id).write_text(f"{SECRET}\n", encoding="utf-8")
@@ -227,7 +205,7 @@ async def test_a_flaky_receiver_gets_every_event_in_order_signed_and_unsigned_te
         async with running(CallbackFeeder(config)) as feeder:
             await wait_until(lambda: len(receiver.accepted) >= 9, 60, what="9 callbacks accepted")
             letters = await collect_json(kafka_bootstrap, config.dead_letter_topic, lambda seen: len(seen) >= 4)
-            await wait_for_commits(kafka_bootstrap, config)
+            await until_committed(kafka_bootstrap, config.group, config.message_topic)
 
     assert receiver.sequences(str(first.id)) == [5, 6, 7, 8]
     assert receiver.sequences(str(second.id)) == [5, 6, 9, 10, 11]
@@ -263,11 +241,11 @@ async def test_urls_set_while_running_are_followed_and_a_restart_resumes_after_t
             await wait_until(lambda: feeder.registry.url(tenant) == receiver.url, 30, what="the URL to be followed")
             await produce(kafka_bootstrap, unique_prefix, events)
             await wait_until(lambda: len(receiver.accepted) >= 3, 60, what="3 callbacks accepted")
-            await wait_for_commits(kafka_bootstrap, config)
+            await until_committed(kafka_bootstrap, config.group, config.message_topic)
         async with running(CallbackFeeder(config)) as restarted:
             await produce(kafka_bootstrap, unique_prefix, [read])
             await wait_until(lambda: len(receiver.accepted) >= 4, 60, what="the 4th callback accepted")
-            await wait_for_commits(kafka_bootstrap, config)
+            await until_committed(kafka_bootstrap, config.group, config.message_topic)
 
     assert receiver.sequences(str(message.id)) == [5, 6, 7, 8]
     assert restarted.stats.records == 1  # it started from the committed offsets: nothing was read twice
@@ -294,7 +272,7 @@ async def test_a_rebalance_hands_deliveries_under_way_to_the_new_owner_and_order
                 await wait_until(lambda: second.stats.records > 0, 60, what="the rebalance")
                 receiver.gate.set()
                 await wait_until(lambda: len(receiver.accepted) >= 12, 60, what="12 callbacks accepted")
-                await wait_for_commits(kafka_bootstrap, config)
+                await until_committed(kafka_bootstrap, config.group, config.message_topic)
 
     for message in messages:
         assert receiver.sequences(str(message.id)) == [5, 6, 7, 8]

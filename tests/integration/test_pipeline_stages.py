@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
 from streams.pipeline._runtime import Topics
-from tests.integration.conftest import StartPipeline
+from tests.integration.conftest import StartPipeline, until_committed
 from tests.integration.pipeline_support import (
     collect_json_values,
     message_events,
@@ -102,7 +98,7 @@ async def test_a_deferred_message_survives_a_sigkill_and_fires_on_the_next_worke
                          lambda got: any("MessageDeferred" in types(e) for e in got.values()))
     # Once the request's offset is committed the next worker does not read it again: only the contact row,
     # restored from its changelog, can tell it that a timer waits.
-    await commands_committed(kafka_bootstrap, f"{unique_prefix}pipeline", Topics(unique_prefix).commands)
+    await until_committed(kafka_bootstrap, f"{unique_prefix}pipeline", Topics(unique_prefix).commands)
     first.kill()  # SIGKILL: nothing of the index is written anywhere
     await start_pipeline(config, name="second")  # an empty state directory: rows from the changelog
     per_message = await message_events(kafka_bootstrap, unique_prefix, all_terminal(1))
@@ -110,27 +106,6 @@ async def test_a_deferred_message_survives_a_sigkill_and_fires_on_the_next_worke
     [accepted] = payloads(events, "MessageAcceptedByProvider")
     assert "MessageDeferred" in types(events)
     assert accepted["envelope"]["occurred_at"] >= end.replace(microsecond=0)
-
-
-async def commands_committed(bootstrap: str, group: str, topic: str, timeout: float = 60) -> None:
-    """Until the group's committed offsets reach what the topic's partitions hold now (ticks add more later)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await probe.start()
-    try:
-        [described] = await admin.describe_topics([topic])
-        ends = await probe.end_offsets([TopicPartition(topic, p["partition"]) for p in described["partitions"]])
-        assert ends, f"{topic} has no partitions"
-        for _ in range(int(timeout / 0.2)):
-            committed = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group)).items()}
-            if all(committed.get(tp, 0) >= end for tp, end in ends.items()):
-                return
-            await asyncio.sleep(0.2)  # polling the group's offsets: there is no event to wait on
-        raise TimeoutError(f"{group} did not commit {ends} within {timeout} s")
-    finally:
-        await probe.stop()
-        await admin.close()
 
 
 async def test_a_permanent_failure_falls_back_to_the_next_channel(
@@ -230,8 +205,8 @@ async def test_a_backlog_far_over_the_senders_rate_waits_in_pages_without_stoppi
     await send_commands(kafka_bootstrap, unique_prefix, [request(f"bl-{i}", f"bl-{i}") for i in range(count)])
     topics = Topics(unique_prefix)
     await outcomes(kafka_bootstrap, unique_prefix, lambda got: len(got) >= 1)  # the group exists
-    await commands_committed(kafka_bootstrap, f"{unique_prefix}pipeline", topics.commands, timeout=240)
-    await commands_committed(kafka_bootstrap, f"{unique_prefix}pipeline", topics.dispatch, timeout=240)
+    await until_committed(kafka_bootstrap, f"{unique_prefix}pipeline", topics.commands, timeout=240)
+    await until_committed(kafka_bootstrap, f"{unique_prefix}pipeline", topics.dispatch, timeout=240)
     sent = await outcomes(kafka_bootstrap, unique_prefix, lambda got: len(got) >= 200)
     assert worker.is_running(), worker.log_tail()
     assert len({o["message_id"] for o in sent}) == len(sent)  # each once
