@@ -1,8 +1,9 @@
 """`bin/bench suite`: every benchmark on one broker in one run, then one summary table.
 
 Raw aiokafka (the ceiling, same run), the pipeline's internal stage rate (in-process channel), end to end through
-the WhatsApp simulator with 1, 2 and 3 workers, webhook acknowledgements/s and, when bench/replay_bench.py is
-there, replay events/s; the last two run as their own commands against the same broker.
+the WhatsApp simulator with 1, 2 and 3 workers, the floor (bench/floor_bench.py: the parts no implementation can
+skip, with the first end-to-end run's records per message), webhook acknowledgements/s and, when
+bench/replay_bench.py is there, replay events/s; the last two run as their own commands against the same broker.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._common import BenchBroker, benchmark_broker, peak_rss_mb, print_machine
+from bench._floor import MessageShape
 from bench.e2e_bench import BENCH_PORT, E2EResult, ceiling_figure, print_result, run_e2e
+from bench.floor_bench import measure_floor, print_floor
 from bench.pipeline_bench import Bench, declaration, raw_baseline
 
 __all__ = ["main"]
@@ -130,6 +133,10 @@ async def measure(broker: BenchBroker, args: argparse.Namespace, summary: Summar
         e2e_rows(result, summary, raw, load_then)
     summary.rows.insert(0, ("raw aiokafka consume -> produce, same broker and run (faster of two)",
                             f"{raw:,.0f} records/s"))
+    if results:  # the floor, with the shape of the first end-to-end run's messages
+        first = results[0][0].cost
+        costs = await measure_floor(broker, args.floor_records, args.floor_exchanges)
+        print_floor(costs, MessageShape.from_records(first.records, first.messages), first.cores, summary.add)
 
 
 def main() -> None:
@@ -139,6 +146,8 @@ def main() -> None:
     parser.add_argument("--workers", type=lambda t: [int(p) for p in t.split(",")], default=[1, 2, 3])
     parser.add_argument("--stage-requests", type=int, default=5_000)
     parser.add_argument("--raw-records", type=int, default=20_000)
+    parser.add_argument("--floor-records", type=int, default=50_000, help="records of each Kafka floor measurement")
+    parser.add_argument("--floor-exchanges", type=int, default=20_000, help="HTTP exchanges of the floor")
     parser.add_argument("--webhook-requests", type=int, default=10_000)
     parser.add_argument("--replay-events", type=int, default=100_000)
     args = parser.parse_args()
