@@ -233,8 +233,9 @@ async def measure_floor(broker: BenchBroker, records: int, exchanges: int) -> Un
                      produced.broker_us(), consumed.broker_us(), faust.broker_us())
 
 
-def print_floor(costs: UnitCosts, shape: MessageShape, cores: int, row: Callable[[str, str], None]) -> None:
-    """The unit costs, the message's shape, the floor per part and the ceiling it leaves, as table rows."""
+def print_floor(costs: UnitCosts, shape: MessageShape, cores: int, row: Callable[[str, str], None]) -> float:
+    """The unit costs, the message's shape, the floor per part and the ceiling it leaves, as table rows; returns
+    the floor's CPU milliseconds per message."""
     row("floor units (CPU µs): HTTP exchange, client / server",
         f"{costs.http_client_us:.0f} / {costs.http_server_us:.0f}")
     row("floor units (CPU µs per record): produce, plain consume, faust agent (client side)",
@@ -248,6 +249,7 @@ def print_floor(costs: UnitCosts, shape: MessageShape, cores: int, row: Callable
     row("floor per message (CPU ms)", ", ".join(f"{name} {ms:.2f}" for name, ms in parts.items())
         + f"; total {total:.2f} ({budget_share(total, cores):.0%} of the 1,000 msg/s budget on {cores} cores)")
     row(f"ceiling the floor leaves on {cores} cores", f"{ceiling(total, cores):,.0f} messages/s")
+    return total
 
 
 def _print_row(name: str, value: str) -> None:

@@ -72,8 +72,12 @@ async def stage_rate(bootstrap: str, requests: int, summary: Summary) -> float:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def e2e_label(result: E2EResult) -> str:
+    return f"end to end, {result.workers} worker{'s' if result.workers > 1 else ''}"
+
+
 def e2e_rows(result: E2EResult, summary: Summary, raw: float, load_then: str) -> None:
-    label = f"end to end, {result.workers} worker{'s' if result.workers > 1 else ''}"
+    label = e2e_label(result)
     summary.add(f"{label}: messages/s with all receipts (request -> read)",
                 f"{result.rate:,.0f} ({len(result.read):,} read, {result.missing:,} not; ratio to raw "
                 f"{result.rate / raw:.3f}; load {load_then})")
@@ -133,11 +137,22 @@ async def measure(broker: BenchBroker, args: argparse.Namespace, summary: Summar
         e2e_rows(result, summary, raw, load_then)
     summary.rows.insert(0, ("raw aiokafka consume -> produce, same broker and run (faster of two)",
                             f"{raw:,.0f} records/s"))
-    if results:  # the floor, with the shape of the first end-to-end run's messages
-        first = results[0][0].cost
-        costs = await measure_floor(broker, args.floor_records, args.floor_exchanges)
-        print_floor(costs, MessageShape.from_records(first.records, first.messages), first.cores, summary.add)
+    if results:
+        await floor_rows(broker, args, [result for result, _ in results], summary)
 
+
+async def floor_rows(broker: BenchBroker, args: argparse.Namespace, results: list[E2EResult],
+                     summary: Summary) -> None:
+    """The floor, with the shape of the first end-to-end run's messages, and each run's CPU per message over it."""
+    first = results[0].cost
+    costs = await measure_floor(broker, args.floor_records, args.floor_exchanges)
+    floor = print_floor(costs, MessageShape.from_records(first.records, first.messages), first.cores, summary.add)
+    # A machine shared with others runs faster or slower from hour to hour; this ratio of two figures of the same
+    # run moves much less than either.
+    for result in results:
+        total = result.cost.total_cpu_ms
+        summary.add(f"{e2e_label(result)}: CPU per message over the floor",
+                    f"{total / floor:.2f}x ({total:.2f} ms against {floor:.2f})")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
