@@ -1,4 +1,4 @@
-"""Feeding the demo's inputs to Kafka: records in batches per partition, one acknowledgement wait per batch."""
+"""Feeding the demo's inputs to Kafka: records in batches per partition, acknowledged before `send` returns."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from switchboard.kafka_io import MURMUR2_PARTITIONER, new_producer
+from switchboard.kafka_io import MURMUR2_PARTITIONER, new_producer, send_in_batches
 
 __all__ = ["Feed", "json_records"]
 
@@ -20,7 +20,8 @@ def json_records(records: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[st
 
 class Feed:
     """One producer for the run. `send` appends keyed records to one batch per partition (murmur2, as faust and
-    the Java clients place keys) and awaits every batch's acknowledgement: the order of a key's records is kept."""
+    the Java clients place keys), as many full batches as they fill (`send_in_batches`), and awaits every batch's
+    acknowledgement: the order of a key's records is kept."""
 
     def __init__(self, bootstrap: str) -> None:
         self._producer: AIOKafkaProducer = new_producer(bootstrap, linger_ms=5, max_batch_size=512 * 1024)
@@ -44,13 +45,7 @@ class Feed:
         return sum(sent)
 
     async def _partition(self, topic: str, partition: int, items: list[tuple[bytes, bytes]]) -> int:
-        """Full batches one after the other (a key's records stay in order), each acknowledged before the next."""
-        batch, count = self._producer.create_batch(), 0
-        for key, value in items:
-            while batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                await (await self._producer.send_batch(batch, topic, partition=partition))
-                batch = self._producer.create_batch()
-            count += 1
-        if batch.record_count():
-            await (await self._producer.send_batch(batch, topic, partition=partition))
-        return count
+        """The partition's records as full batches in order (a key's records stay in order), all acknowledged."""
+        sent = await send_in_batches(self._producer, topic, partition, ((key, value, []) for key, value in items))
+        await asyncio.gather(*sent)
+        return len(items)
