@@ -24,6 +24,12 @@ def print_machine() -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
 
 
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process so far, every thread counted."""
+    times = os.times()
+    return times.user + times.system
+
+
 def peak_rss_mb(pid: int) -> float:
     """A live process's peak resident memory (VmHWM), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -2,29 +2,23 @@
 
 Run as `python -m bench._faust_floor BOOTSTRAP TOPIC COUNT`. The agent reads the topic in batches as the pipeline's
 agents do (take_events, 500 within 50 ms, at-least-once) and prints `first <cpu>` at its first batch and
-`done <cpu>` once it has seen COUNT records: the process's CPU seconds (all threads) at each, so the worker's start
-and its joining the group are not counted.
+`done <cpu>` once it has seen COUNT records: the process's CPU seconds at each (all threads: faust's consumer runs
+in a thread of its own), so the worker's start and its joining the group are not counted.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from typing import Any
 
 import faust
 
+from bench._common import own_cpu_seconds
 from streams import _faust_fixes
 from streams.tally import service_worker
 
 BATCH = (500, 0.05)  # the pipeline's batch_max and batch_within (streams/pipeline/app.py PipelineSettings)
-
-
-def process_seconds() -> float:
-    """CPU seconds of this process, every thread (faust's consumer runs in a thread of its own)."""
-    times = os.times()
-    return times.user + times.system
 
 
 def build_app(bootstrap: str, topic_name: str, count: int) -> faust.App:
@@ -38,10 +32,10 @@ def build_app(bootstrap: str, topic_name: str, count: int) -> faust.App:
         seen = 0
         async for events in stream.take_events(*BATCH):  # type: ignore[attr-defined]  # faust.Stream's, untyped
             if seen == 0:
-                print(f"first {process_seconds()}", flush=True)
+                print(f"first {own_cpu_seconds()}", flush=True)
             seen += len(events)
             if seen >= count:
-                print(f"done {process_seconds()}", flush=True)
+                print(f"done {own_cpu_seconds()}", flush=True)
 
     return app
 

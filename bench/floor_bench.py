@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from aiohttp import ClientSession, TCPConnector, web
 from aiokafka import AIOKafkaConsumer
 
-from bench._common import BenchBroker, benchmark_broker, print_machine
+from bench._common import BenchBroker, benchmark_broker, own_cpu_seconds, print_machine
 from bench._floor import MessageShape, UnitCosts, budget_share, ceiling, floor_parts
 from bench.pipeline_bench import process_cpu
 from connectors._hub import SIGNATURE_HEADER, hub_signature, verify_hub_signature
@@ -105,9 +105,9 @@ async def http_exchanges(count: int, port: int = HTTP_PORT) -> tuple[Spent, Spen
         async with ClientSession(connector=TCPConnector(limit=CONCURRENCY)) as session:
             await _until_serving(session, url, body)
             await _post_all(session, url, body, 500)  # warm: connections open, code paths run once
-            before, server_before = _own_seconds(), process_cpu(server.pid)
+            before, server_before = own_cpu_seconds(), process_cpu(server.pid)
             await _post_all(session, url, body, count)
-            client, served = _own_seconds() - before, process_cpu(server.pid) - server_before
+            client, served = own_cpu_seconds() - before, process_cpu(server.pid) - server_before
     finally:
         server.terminate()
         await server.wait()
@@ -204,18 +204,13 @@ class _Meter:
 
     def __init__(self, broker: BenchBroker) -> None:
         self._pids = broker.pids() or []
-        self._own, self._broker = _own_seconds(), self._broker_seconds()
+        self._own, self._broker = own_cpu_seconds(), self._broker_seconds()
 
     def spent(self, units: int) -> Spent:
-        return Spent(units, _own_seconds() - self._own, self._broker_seconds() - self._broker)
+        return Spent(units, own_cpu_seconds() - self._own, self._broker_seconds() - self._broker)
 
     def _broker_seconds(self) -> float:
         return sum(process_cpu(pid) for pid in self._pids)
-
-
-def _own_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 # -- the floor -------------------------------------------------------------------------------------------------------
