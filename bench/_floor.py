@@ -7,13 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bench._figures import budget_ms
+from connectors._receiver_sinks import RAW_TOPIC
+from streams.pipeline._runtime import Topics
+from streams.pipeline._templates import TEMPLATE_COMMANDS_TOPIC
 
 __all__ = ["FAUST_TOPICS", "PLAIN_TOPICS", "MessageShape", "UnitCosts", "budget_share", "ceiling", "floor_parts"]
 
 # The topics a faust agent reads (the contact writer's commands with the partition clock's ticks, the dispatcher's
 # jobs, the template writer's commands) and the one a plain aiokafka consumer reads (the normaliser's raw webhooks).
-FAUST_TOPICS = ("sb.commands", "sb.dispatch", "sb.templates.commands")
-PLAIN_TOPICS = ("sb.webhooks.raw",)
+FAUST_TOPICS = (Topics("").commands, Topics("").dispatch, TEMPLATE_COMMANDS_TOPIC)
+PLAIN_TOPICS = (RAW_TOPIC,)
 # One message's HTTP exchanges with WhatsApp: the send, then the sent, delivered and read webhooks.
 EXCHANGES = 4
 
