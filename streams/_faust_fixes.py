@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent
 
+__all__ = ["apply", "seek_to_committed_or_beginning"]
+
 _APPLIED = False
+_FAUST_SEEK_TO_COMMITTED = AIOKafkaConsumerThread.seek_to_committed
 
 
 def _resume_without_clearing(self: FlowControlEvent) -> None:
@@ -22,9 +30,37 @@ def _resume_without_clearing(self: FlowControlEvent) -> None:
     self._resume.set()
 
 
+async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int | None]:
+    """Seeks every assigned partition to its committed offset, and one without any (or at 0) to its beginning.
+
+    aiokafka's seek_to_committed leaves a partition without a committed offset where it is. faust relies on that
+    seek to re-read what it fetched and threw away: its getmany() drops the records of partitions it holds paused
+    (table recovery after an assignment, transport/consumer.py), and its revoke handler forgets the acks of the
+    partitions it gives up before its last commit, so a partition can change hands with nothing committed. The new
+    owner then fetched from the beginning, dropped those records while recovering, and its seek left the position
+    past them: requests written while a second worker joined were never applied (docs/FAULTS.md, "The loss at a
+    worker's join"; tests/integration/test_pipeline_join.py). Read again instead, they are redeliveries the
+    rows' applied offsets absorb (streams/pipeline/_guard.py).
+    """
+    committed: dict[TopicPartition, int | None] = await consumer.seek_to_committed()
+    never_committed = [tp for tp, offset in committed.items() if not offset]
+    if never_committed:
+        await consumer.seek_to_beginning(*never_committed)
+    return committed
+
+
+async def _seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[Any, int]:
+    """faust's seek for its perform_seek(), rewinding never-committed partitions where the reset policy is earliest
+    (with "latest" such a partition is meant to start at the end, and faust's own seek is kept)."""
+    if self.app.conf.consumer_auto_offset_reset != "earliest":
+        return await _FAUST_SEEK_TO_COMMITTED(self)
+    return await self.call_thread(seek_to_committed_or_beginning, self._ensure_consumer())  # type: ignore[no-any-return]
+
+
 def apply() -> None:
     """Installs the fixes (idempotent)."""
     global _APPLIED
     if not _APPLIED:
         FlowControlEvent.resume = _resume_without_clearing  # type: ignore[method-assign]
+        AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
         _APPLIED = True

@@ -1,9 +1,11 @@
-"""The faust fix: resuming flow keeps records queued after the seek; explicit clears still drop stale ones."""
+"""The faust fixes: resuming flow keeps records fetched during the seek; explicit clears still drop stale ones;
+faust seeks through ours (against the broker: tests/integration/test_faust_seek_fix.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from streams import _faust_fixes
@@ -39,3 +41,8 @@ async def test_acquire_returns_once_resumed() -> None:
     waiter = asyncio.ensure_future(flow.acquire())
     flow.resume()
     await asyncio.wait_for(waiter, 5)
+
+
+def test_faust_seeks_through_the_fix() -> None:
+    _faust_fixes.apply()
+    assert AIOKafkaConsumerThread.seek_to_committed is _faust_fixes._seek_to_committed
