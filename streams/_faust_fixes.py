@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,8 +30,14 @@ def _resume_without_clearing(self: FlowControlEvent) -> None:
     self._resume.set()
 
 
-async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int | None]:
-    """Seeks every assigned partition to its committed offset, and one without any (or at 0) to its beginning.
+Committed = dict[TopicPartition, int | None]
+
+
+async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer,
+                                         positioned_elsewhere: Collection[str] = ()) -> Committed:
+    """Seeks every assigned partition to its committed offset, and one without any (or at 0) to its beginning,
+    except the partitions of `positioned_elsewhere`: faust's table changelogs, which the group never commits and
+    which faust's recovery positions itself (read from the start again, they would put old rows back).
 
     aiokafka's seek_to_committed leaves a partition without a committed offset where it is. faust relies on that
     seek to re-read what it fetched and threw away: its getmany() drops the records of partitions it holds paused
@@ -42,8 +48,8 @@ async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer) -> dict[Top
     worker's join"; tests/integration/test_pipeline_join.py). Read again instead, they are redeliveries the
     rows' applied offsets absorb (streams/pipeline/_guard.py).
     """
-    committed: dict[TopicPartition, int | None] = await consumer.seek_to_committed()
-    never_committed = [tp for tp, offset in committed.items() if not offset]
+    committed: Committed = await consumer.seek_to_committed()
+    never_committed = [tp for tp, offset in committed.items() if not offset and tp.topic not in positioned_elsewhere]
     if never_committed:
         await consumer.seek_to_beginning(*never_committed)
     return committed
@@ -54,7 +60,9 @@ async def _seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[Any, int]:
     (with "latest" such a partition is meant to start at the end, and faust's own seek is kept)."""
     if self.app.conf.consumer_auto_offset_reset != "earliest":
         return await _FAUST_SEEK_TO_COMMITTED(self)
-    return await self.call_thread(seek_to_committed_or_beginning, self._ensure_consumer())  # type: ignore[no-any-return]
+    changelogs = self.app.tables.changelog_topics
+    return await self.call_thread(  # type: ignore[no-any-return]
+        seek_to_committed_or_beginning, self._ensure_consumer(), changelogs)
 
 
 def apply() -> None:

@@ -7,10 +7,12 @@ import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+
+STOP_GRACE_SECONDS: Final = 5.0  # a consumer's stop takes milliseconds; longer, its fetch task is cancelled again
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,23 @@ class TopicLog:
                 await self._task
             self._task = None
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
+
+
+async def stop_consumer(consumer: Any, grace: float = STOP_GRACE_SECONDS) -> None:
+    """consumer.stop(), cancelling its fetch task again for as long as the stop hangs.
+
+    aiokafka's fetch routine can swallow the cancellation its close() sends (it suppresses CancelledError while it
+    awaits its own requests, aiokafka #983), and close() then waits for it forever: two fault-suite runs in CI hung
+    there until pytest's 600 s timeout, after their scenario had passed. A second cancel lands elsewhere and ends it.
+    """
+    stopping = asyncio.ensure_future(consumer.stop())
+    while not (await asyncio.wait({stopping}, timeout=grace))[0]:
+        fetcher = getattr(consumer, "_fetcher", None)  # aiokafka has no public handle on it
+        if fetcher is not None:
+            fetcher._fetch_task.cancel()
+    await stopping
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Record]:

@@ -58,6 +58,12 @@ async def test_a_never_committed_partition_is_read_again_from_its_beginning(
     assert await _read(consumer, tp, RECORDS) == [f"record-{n}".encode() for n in range(RECORDS)]
 
 
+async def test_a_changelog_partition_stays_where_faust_recovery_put_it(read_to_end: Positioned) -> None:
+    consumer, tp = read_to_end
+    assert await seek_to_committed_or_beginning(consumer, positioned_elsewhere={tp.topic}) == {tp: None}
+    assert await consumer.position(tp) == RECORDS  # read from the start, a changelog would put old rows back
+
+
 async def test_a_committed_partition_is_read_again_from_its_committed_offset(
         read_to_end: Positioned) -> None:
     consumer, tp = read_to_end
