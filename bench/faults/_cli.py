@@ -21,9 +21,9 @@ from switchboard.localpg import LocalPostgres, local_postgres
 
 # Full sizes: the SIGKILL run is the 50,000 messages; the others are sized to take a few minutes each.
 FULL = {"worker-sigkill": 50_000, "broker-restart": 5_000, "postgres-restart": 5_000, "simulator-faults": 2_000,
-        "poison": 1_000, "state-loss": 5_000, "slow-sender": 5_000}
+        "poison": 1_000, "state-loss": 5_000, "slow-sender": 5_000, "worker-join": 5_000}
 QUICK = {"worker-sigkill": 300, "broker-restart": 400, "postgres-restart": 400, "simulator-faults": 100,
-         "poison": 100, "state-loss": 200, "slow-sender": 600}
+         "poison": 100, "state-loss": 200, "slow-sender": 600, "worker-join": 720}
 KAFKA_PORT, HA_PORT, POSTGRES_PORT = 27092, 27192, 27432  # the suite's own; below the ephemeral range
 
 

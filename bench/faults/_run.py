@@ -18,7 +18,7 @@ from switchboard.localpg import LocalPostgres
 # From this size on the live projections are followed and verified in processes of their own (see LiveProjections).
 PROCESSES_FROM = 1_000
 ALL = ("worker-sigkill", "broker-restart", "postgres-restart", "simulator-faults", "poison", "state-loss",
-       "slow-sender")
+       "slow-sender", "worker-join")
 
 
 @dataclass(frozen=True)

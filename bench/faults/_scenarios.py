@@ -13,6 +13,7 @@ from bench.faults._poison import inject_poison
 from bench.faults._stack import Platform
 from connectors.whatsapp_simulator import SimulatorConfig, WhatsAppSimulator
 from switchboard._demo_stack import DemoSecrets
+from switchboard.groups import wait_for_stable_group
 from switchboard.localkafka import LocalCluster, cache_root
 
 
@@ -42,6 +43,29 @@ async def worker_sigkill(platform: Platform, sizes: Sizes) -> None:
     platform.start_worker("worker-2")
     took = await platform.until_settled(sizes.messages, sizes.timeout)
     platform.ledger.figures["seconds from the kill to the last terminal state"] = round(took, 1)
+
+
+JOIN_WAVES, JOIN_WAVE_SECONDS = 48, 0.25  # the waves span the join's rebalance (revoke, assign, table recovery)
+
+
+async def worker_join(platform: Platform, sizes: Sizes) -> None:
+    """A second worker joins while the requests are written, before the first has committed much: each request is
+    applied once, by whichever worker owns its partition then (docs/FAULTS.md, "The loss at a worker's join")."""
+    platform.declare()
+    await platform.start()
+    platform.start_worker("worker-1")
+    group = platform.settings("worker-1").app_id
+    await wait_for_stable_group(platform.bootstrap, group, members=1, timeout=sizes.timeout)
+    platform.start_worker("worker-2")
+    per_wave = -(-sizes.messages // JOIN_WAVES)
+    for first in range(0, sizes.messages, per_wave):
+        await platform.request(first, min(per_wave, sizes.messages - first))
+        await asyncio.sleep(JOIN_WAVE_SECONDS)  # the pace of the traffic, not a wait for something to happen
+    platform.ledger.faults["fault"] = (f"worker-2 started once worker-1 was alone in the group; {sizes.messages:,} "
+                                       f"requests written meanwhile, {per_wave:,} every {JOIN_WAVE_SECONDS:g} s")
+    await platform.until_settled(sizes.messages, sizes.timeout)
+    state = await wait_for_stable_group(platform.bootstrap, group, members=2, timeout=sizes.timeout)
+    platform.ledger.figures["workers in the group at the end"] = state.members
 
 
 async def slow_sender(platform: Platform, sizes: Sizes) -> None:
@@ -188,6 +212,7 @@ async def until_parked(platform: Platform, timeout: float) -> None:
 
 SCENARIOS: dict[str, Scenario] = {
     "worker-sigkill": worker_sigkill,
+    "worker-join": worker_join,
     "slow-sender": slow_sender,
     "state-loss": state_loss,
     "simulator-faults": simulator_faults,

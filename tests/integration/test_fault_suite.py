@@ -36,6 +36,12 @@ async def test_a_worker_lost_mid_run_loses_and_doubles_nothing(name: str, kafka_
         assert report.tally["page writes in the senders changelog before the kill"] > 0
 
 
+async def test_a_worker_joining_mid_run_leaves_no_request_unapplied(kafka_bootstrap: str, tmp_path: Path) -> None:
+    report = await _run("worker-join", kafka_bootstrap, tmp_path)
+    assert report.tally["terminal states"] == {"accepted": QUICK["worker-join"]}
+    assert report.tally["workers in the group at the end"] == 2  # the join really happened
+
+
 async def test_simulator_faults_end_every_message_once_with_each_receipt_once(kafka_bootstrap: str,
                                                                              tmp_path: Path) -> None:
     report = await _run("simulator-faults", kafka_bootstrap, tmp_path)
