@@ -11,7 +11,8 @@ from typing import Any
 from connectors import Outcome, SendResult
 from streams.pipeline._commands import priority_rank
 from streams.pipeline._spill import LANE_JOBS, PAGE_JOBS, Spill, SpillPages, drain, pop_page, push
-from streams.policies import TokenBucket
+from streams.policies import SendWindow, TokenBucket
+from streams.policies.send_window import window_limit
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "Dispatcher", "Limits", "SenderState"]
 
@@ -83,6 +84,9 @@ class SenderState:
 
     lanes: tuple[list[dict[str, Any]], ...] = field(default_factory=lambda: ([], [], []))
     bucket: TokenBucket | None = None
+    # The bucket's burst and a second's refill can fall in one second; the window keeps every second at the rate.
+    # A class-level default, so rows pickled before it existed read as having sent nothing lately.
+    window: SendWindow | None = None
     pair_last: dict[str, float] = field(default_factory=dict)  # recipient address -> last send, within the gap
     inflight: dict[str, dict[str, Any]] = field(default_factory=dict)  # "message:attempt" -> job, before the call
     # Jobs settled since the runtime last moved them to its `dispatched` table (one row per job, so this row
@@ -191,19 +195,22 @@ class Dispatcher:
             self._refill(state, pages, settled_before)
         sending: list[dict[str, Any]] = []
         bucket = (state.bucket or TokenBucket.full(limits.per_second, limits.burst, now)).refilled(now)
+        window = _window(state, limits, now)
         for lane in state.lanes:
             for job in list(lane):
                 if not self._may_send(state, job, limits, now):
                     continue
-                taken, bucket = bucket.take(now)
-                if not taken:
+                taken, next_bucket = bucket.take(now)
+                placed, next_window = window.take(now)
+                if not (taken and placed):
                     self.throttles += 1
-                    state.bucket = bucket
+                    state.bucket, state.window = bucket, window
                     return sending, refused
+                bucket, window = next_bucket, next_window
                 lane.remove(job)
                 self._start(state, job, limits, now)
                 sending.append(job)
-        state.bucket = bucket
+        state.bucket, state.window = bucket, window
         return sending, refused
 
     def settle(self, state: SenderState, job: dict[str, Any], result: SendResult, now: float) -> dict[str, Any]:
@@ -214,6 +221,8 @@ class Dispatcher:
         # A throttle is the provider pacing us, not failing: it pauses the sender instead of counting towards the
         # circuit, which would otherwise open on a burst over the tier and send every message by the fallback.
         state.breaker.record(result.outcome in _PROVIDER_ERRORS and not result.throttled, now, self._breaker())
+        if state.window is not None and "sent_at" in job:
+            state.window = state.window.recounted(float(job["sent_at"]), now)
         if result.throttled and state.bucket is not None:
             state.bucket = state.bucket.paused(now, result.retry_after or _THROTTLE_PAUSE)
         return outcome_command(job, result.outcome.value, result)
@@ -306,6 +315,14 @@ def _queued(state: SenderState, job: dict[str, Any]) -> bool:
 def _with(spills: tuple[Spill, Spill, Spill], lane: int, spill: Spill) -> tuple[Spill, Spill, Spill]:
     return (spill, spills[1], spills[2]) if lane == 0 else \
         (spills[0], spill, spills[2]) if lane == 1 else (spills[0], spills[1], spill)
+
+
+def _window(state: SenderState, limits: Limits, now: float) -> SendWindow:
+    """The sender's window at `now`, under its current rate (the declaration may have changed it)."""
+    if state.window is None:
+        return SendWindow.empty(limits.per_second, now)
+    window = state.window.moved_to(now)
+    return window if window.limit == window_limit(limits.per_second) else window.with_limit(limits.per_second)
 
 
 def _key(job: dict[str, Any]) -> str:
