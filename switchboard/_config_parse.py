@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ def parse(file: Path, raw: dict[str, Any]) -> PipelineConfig:
         triggers=_triggers(read, raw.get("triggers", []), tenant_ids, {t.name: t for t in templates}),
         routes=_routes(read, raw.get("routes", []), tenant_ids, {c.id: c for c in channels},
                        {t.name for t in templates}, {name for name, _ in retry}),
-        rate_limits=_rate_limits(read, raw.get("rate_limits", {}), tenant_ids, {c.provider for c in channels}),
+        rate_limits=_rate_limits(read, raw.get("rate_limits", {}), tenant_ids, channels),
         retry=retry,
         defaults=_defaults(read, raw.get("defaults", {})),
         dispatch=_dispatch(read, raw.get("dispatch", {})),
@@ -340,15 +341,18 @@ def _fallback(read: Reader, key: str, value: Any, tenant: str, channels: dict[st
     return chain
 
 
-def _quota(read: Reader, key: str, value: Any) -> Quota:
+def _quota(read: Reader, key: str, value: Any, senders: int) -> Quota:
     values = read.table(key, value, ("per_second", "burst", "daily"), required=("per_second",))
     per_second = read.positive(child(key, "per_second"), values["per_second"])
+    daily = read.integer(child(key, "daily"), values["daily"], 1) if "daily" in values else None
+    if daily is not None and daily < senders:
+        # The day is split evenly over the senders, rounded down: some would get no message at all.
+        raise read.error(child(key, "daily"), f"is {daily}, fewer than the {senders} senders that share it")
     return Quota(per_second=per_second,
-                 burst=read.positive(child(key, "burst"), values.get("burst", max(1.0, per_second))),
-                 daily=read.integer(child(key, "daily"), values["daily"], 1) if "daily" in values else None)
+                 burst=read.positive(child(key, "burst"), values.get("burst", max(1.0, per_second))), daily=daily)
 
 
-def _rate_limits(read: Reader, value: Any, tenant_ids: set[str], providers: set[str]) -> RateLimits:
+def _rate_limits(read: Reader, value: Any, tenant_ids: set[str], channels: tuple[ChannelConfig, ...]) -> RateLimits:
     values = read.table("rate_limits", value, ("pair", "tenants", "providers"))
     pair = None
     if "pair" in values:
@@ -356,17 +360,22 @@ def _rate_limits(read: Reader, value: Any, tenant_ids: set[str], providers: set[
                                  required=("messages", "per_seconds"))
         pair = PairLimit(messages=read.integer("rate_limits.pair.messages", pair_values["messages"], 1),
                          per_seconds=read.positive("rate_limits.pair.per_seconds", pair_values["per_seconds"]))
+    tenant_senders, provider_senders = Counter[str](), Counter[str]()
+    for channel in channels:
+        tenant_senders[channel.tenant] += len(channel.senders)
+        provider_senders[channel.provider] += len(channel.senders)
     return RateLimits(pair=pair, tenants=_quotas(read, "rate_limits.tenants", values.get("tenants", {}), tenant_ids,
-                                                 "tenant"),
-                      providers=_quotas(read, "rate_limits.providers", values.get("providers", {}), providers,
-                                        "provider (no channel uses it)"))
+                                                 "tenant", tenant_senders),
+                      providers=_quotas(read, "rate_limits.providers", values.get("providers", {}),
+                                        set(provider_senders), "provider (no channel uses it)", provider_senders))
 
 
-def _quotas(read: Reader, key: str, value: Any, known: set[str], what: str) -> tuple[tuple[str, Quota], ...]:
+def _quotas(read: Reader, key: str, value: Any, known: set[str], what: str,
+            senders: Counter[str]) -> tuple[tuple[str, Quota], ...]:
     quotas = []
     for name, entry in read.mapping(key, value).items():
         _known(read, child(key, name), name, known, what)
-        quotas.append((name, _quota(read, child(key, name), entry)))
+        quotas.append((name, _quota(read, child(key, name), entry, senders[name])))
     return tuple(quotas)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from connectors import Outcome, SendResult
 from streams.pipeline._commands import priority_rank
 from streams.pipeline._spill import LANE_JOBS, PAGE_JOBS, Spill, SpillPages, drain, pop_page, push
-from streams.policies import SendWindow, TokenBucket
+from streams.policies import DailyCount, SendWindow, TokenBucket
 from streams.policies.send_window import window_limit
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "Dispatcher", "Limits", "SenderState"]
@@ -76,6 +76,7 @@ class Limits:
     per_second: float
     burst: float
     pair_interval: float | None = None
+    daily: int | None = None  # the sender's share of its tenant's and provider's daily quotas
 
 
 @dataclass
@@ -87,6 +88,7 @@ class SenderState:
     # The bucket's burst and a second's refill can fall in one second; the window keeps every second at the rate.
     # A class-level default, so rows pickled before it existed read as having sent nothing lately.
     window: SendWindow | None = None
+    today: DailyCount | None = None  # sends on the current UTC day (likewise a class-level default)
     pair_last: dict[str, float] = field(default_factory=dict)  # recipient address -> last send, within the gap
     inflight: dict[str, dict[str, Any]] = field(default_factory=dict)  # "message:attempt" -> job, before the call
     # Jobs settled since the runtime last moved them to its `dispatched` table (one row per job, so this row
@@ -194,23 +196,16 @@ class Dispatcher:
         if pages is not None:
             self._refill(state, pages, settled_before)
         sending: list[dict[str, Any]] = []
-        bucket = (state.bucket or TokenBucket.full(limits.per_second, limits.burst, now)).refilled(now)
-        window = _window(state, limits, now)
         for lane in state.lanes:
             for job in list(lane):
                 if not self._may_send(state, job, limits, now):
                     continue
-                taken, next_bucket = bucket.take(now)
-                placed, next_window = window.take(now)
-                if not (taken and placed):
+                if not _take_send(state, limits, now):
                     self.throttles += 1
-                    state.bucket, state.window = bucket, window
                     return sending, refused
-                bucket, window = next_bucket, next_window
                 lane.remove(job)
                 self._start(state, job, limits, now)
                 sending.append(job)
-        state.bucket, state.window = bucket, window
         return sending, refused
 
     def settle(self, state: SenderState, job: dict[str, Any], result: SendResult, now: float) -> dict[str, Any]:
@@ -315,6 +310,17 @@ def _queued(state: SenderState, job: dict[str, Any]) -> bool:
 def _with(spills: tuple[Spill, Spill, Spill], lane: int, spill: Spill) -> tuple[Spill, Spill, Spill]:
     return (spill, spills[1], spills[2]) if lane == 0 else \
         (spills[0], spill, spills[2]) if lane == 1 else (spills[0], spills[1], spill)
+
+
+def _take_send(state: SenderState, limits: Limits, now: float) -> bool:
+    """Takes a token, a place in the second and one of the day's sends: all three, or none of them."""
+    bucket = state.bucket or TokenBucket.full(limits.per_second, limits.burst, now)
+    taken, next_bucket = bucket.take(now)
+    placed, next_window = _window(state, limits, now).take(now)
+    counted, next_today = (state.today or DailyCount.starting(now)).take(now, limits.daily)
+    if taken and placed and counted:
+        state.bucket, state.window, state.today = next_bucket, next_window, next_today
+    return taken and placed and counted
 
 
 def _window(state: SenderState, limits: Limits, now: float) -> SendWindow:

@@ -20,7 +20,7 @@ from connectors.inprocess import InProcessDriver
 from connectors.registry import load_drivers
 from streams.pipeline._commands import send_reference
 from streams.pipeline._dispatch import Limits
-from switchboard.config import PipelineConfig
+from switchboard.config import PipelineConfig, Quota
 
 __all__ = ["DriverPool", "limits_for", "outbound"]
 
@@ -89,22 +89,30 @@ def _media(content: Mapping[str, Any]) -> Media:
 def limits_for(config: PipelineConfig, channel_id: str, sender_id: str) -> Limits | None:
     """The sender's effective limits: its own rate, capped by its share of the tenant's and provider's quotas.
 
-    A tenant's (provider's) quota is split evenly over its senders, so the sum over senders never exceeds it
-    while each share still lives in exactly one partition, with its sender.
+    A tenant's (provider's) quota, per second and per day, is split evenly over its senders (a day's share
+    rounded down), so the sum over senders never exceeds it while each share still lives in exactly one
+    partition, with its sender.
     """
     channel = config.channel(channel_id)
     sender = channel.sender(sender_id) if channel is not None else None
     if channel is None or sender is None:
         return None
-    rate = sender.per_second
-    tenant_quota = dict(config.rate_limits.tenants).get(channel.tenant)
-    if tenant_quota is not None:
-        senders = sum(len(c.senders) for c in config.channels if c.tenant == channel.tenant)
-        rate = min(rate, tenant_quota.per_second / senders)
-    provider_quota = dict(config.rate_limits.providers).get(channel.provider)
-    if provider_quota is not None:
-        senders = sum(len(c.senders) for c in config.channels if c.provider == channel.provider)
-        rate = min(rate, provider_quota.per_second / senders)
+    shares = _quota_shares(config, channel.tenant, channel.provider)
+    rate = min([sender.per_second, *(quota.per_second / senders for quota, senders in shares)])
+    dailies = [quota.daily // senders for quota, senders in shares if quota.daily is not None]
     pair = config.rate_limits.pair
     return Limits(per_second=rate, burst=max(1.0, min(sender.burst, rate)),
-                  pair_interval=None if pair is None else pair.per_seconds / pair.messages)
+                  pair_interval=None if pair is None else pair.per_seconds / pair.messages,
+                  daily=min(dailies) if dailies else None)
+
+
+def _quota_shares(config: PipelineConfig, tenant: str, provider: str) -> list[tuple[Quota, int]]:
+    """The tenant's and the provider's quotas that apply, each with how many senders share it."""
+    shares = []
+    tenant_quota = dict(config.rate_limits.tenants).get(tenant)
+    if tenant_quota is not None:
+        shares.append((tenant_quota, sum(len(c.senders) for c in config.channels if c.tenant == tenant)))
+    provider_quota = dict(config.rate_limits.providers).get(provider)
+    if provider_quota is not None:
+        shares.append((provider_quota, sum(len(c.senders) for c in config.channels if c.provider == provider)))
+    return shares

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from projections import end_offsets
 from streams.pipeline._runtime import Topics
 from tests.integration.conftest import StartPipeline, until_committed
 from tests.integration.pipeline_support import (
@@ -65,6 +67,30 @@ async def test_a_senders_rate_limit_holds_across_two_workers_and_a_rebalance(
     for i, start in enumerate(sends):  # a token bucket: no span holds more than burst + rate * span sends
         for j in range(i + 1, len(sends)):
             assert j - i + 1 <= burst + rate * (sends[j] - start) + 1e-6, (i, j, sends[j] - start)
+    # The send window: whatever the burst, no second holds more than the rate (WhatsApp's 130429 otherwise).
+    assert max(bisect_right(sends, start + 1) - i for i, start in enumerate(sends)) <= rate
+
+
+async def test_a_spent_daily_quota_holds_the_senders_other_jobs(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    quota = "[rate_limits.providers.meta]\nper_second = 1000\ndaily = 3\n"  # WhatsApp's one sender gets all 3
+    await start_pipeline(write_pipeline(tmp_path, extra=quota))
+    await send_commands(kafka_bootstrap, unique_prefix, [request(f"dq-{i}", f"dq-{i}") for i in range(5)])
+    await outcomes(kafka_bootstrap, unique_prefix, lambda got: len(got) >= 3)
+    topics, group = Topics(unique_prefix), f"{unique_prefix}pipeline"
+    # Every request has become a job and every job, with the ticks after it, has been through the dispatcher:
+    # had the quota let them, the other two would have been sent by now.
+    await until_committed(kafka_bootstrap, group, topics.commands)
+    await until_committed(kafka_bootstrap, group, topics.dispatch)
+    total = sum((await end_offsets(kafka_bootstrap, topics.commands)).values())
+    commands = await collect_json_values(kafka_bootstrap, topics.commands, lambda got: len(got) >= total)
+    sent = [c["message_id"] for c in commands if c.get("kind") == "outcome"]
+    assert len(sent) == len(set(sent)) == 3
+    per_message = await message_events(kafka_bootstrap, unique_prefix,
+                                       lambda got: len(got) == 5 and all_terminal(3)(got))
+    held = set(per_message) - set(sent)
+    assert len(held) == 2
+    assert [terminal_count(per_message[message_id]) for message_id in held] == [0, 0]  # waiting, not failed
 
 
 async def test_a_message_deferred_by_quiet_hours_goes_out_when_they_end(

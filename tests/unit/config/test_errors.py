@@ -52,6 +52,8 @@ CASES = [
     ("wrong-type-table", broken("[streams]\npartitions = 6", "streams = 6"), "streams", "must be a table"),
     ("negative-rate", broken("per_second = 100", "per_second = -5"),
      "rate_limits.tenants.acme.per_second", "must be greater than 0, not -5"),
+    ("daily-quota-below-its-senders", broken("per_second = 100", "per_second = 100\ndaily = 2"),
+     "rate_limits.tenants.acme.daily", "is 2, fewer than the 3 senders that share it"),
     ("negative-pair-window", broken("per_seconds = 6", "per_seconds = -6"),
      "rate_limits.pair.per_seconds", "must be greater than 0"),
     ("retry-cap-below-base", broken("cap_seconds = 10", "cap_seconds = 0.5"),

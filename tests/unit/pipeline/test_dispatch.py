@@ -56,9 +56,9 @@ def test_a_full_bucket_and_its_refill_never_put_more_than_the_rate_in_one_second
     assert dispatcher.throttles > 0
 
 
-def test_a_row_pickled_before_the_send_window_reads_as_having_sent_nothing() -> None:
+def test_a_row_pickled_before_the_send_window_and_the_daily_count_reads_as_having_sent_nothing() -> None:
     state = SenderState()
-    del state.__dict__["window"]  # as a row written by the previous release restores
+    del state.__dict__["window"], state.__dict__["today"]  # as a row written by the previous release restores
     restored = pickle.loads(pickle.dumps(state))
     restored.lanes[1].append(job(1))
     assert len(Dispatcher().ready(restored, FAST, now=0.0)[0]) == 1
@@ -73,6 +73,27 @@ def test_a_lowered_rate_applies_to_the_sends_already_in_the_window() -> None:
     assert len(dispatcher.ready(state, Limits(per_second=10, burst=10), now=0.0)[0]) == 10
     assert dispatcher.ready(state, Limits(per_second=5, burst=5), now=0.6)[0] == []
     assert len(dispatcher.ready(state, Limits(per_second=5, burst=5), now=1.1)[0]) == 5
+
+
+def test_a_spent_daily_share_holds_the_senders_jobs_until_the_next_utc_day() -> None:
+    dispatcher, state, limits = Dispatcher(), SenderState(), Limits(per_second=1000, burst=1000, daily=3)
+    for n in range(5):
+        dispatcher.admit(state, job(n), never)
+    noon = 20_000 * 86_400 + 43_200.0
+    assert [j["message_id"] for j in dispatcher.ready(state, limits, now=noon)[0]] == ["m-0", "m-1", "m-2"]
+    assert dispatcher.ready(state, limits, now=noon + 43_199)[0] == []
+    assert dispatcher.throttles == 2
+    assert [j["message_id"] for j in dispatcher.ready(state, limits, now=noon + 43_200)[0]] == ["m-3", "m-4"]
+
+
+def test_a_send_refused_by_one_limit_takes_nothing_from_the_others() -> None:
+    dispatcher, state, limits = Dispatcher(), SenderState(), Limits(per_second=2, burst=2, daily=5)
+    for n in range(3):
+        dispatcher.admit(state, job(n), never)
+    assert len(dispatcher.ready(state, limits, now=0.0)[0]) == 2
+    assert dispatcher.ready(state, limits, now=0.0)[0] == []  # the bucket is empty: the day's count stays at 2
+    assert state.today is not None
+    assert state.today.sent == 2
 
 
 def test_the_pair_limit_holds_one_recipient_and_lets_others_pass() -> None:
