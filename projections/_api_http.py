@@ -21,6 +21,7 @@ from projections import _api_reads as reads
 from projections import _api_send as send
 from projections._api_auth import SESSION_COOKIE, Authenticator
 from projections._api_follow import Follower, ReadModels, Throughput
+from switchboard.observability import ready_gauge
 
 __all__ = ["CONSOLE_DIR", "SERVICE", "ApiService", "answers", "observed", "routes", "secure_headers"]
 
@@ -41,6 +42,7 @@ class ApiMetrics:
                                 registry=self.registry)
         self.duration = Histogram("switchboard_api_request_duration_seconds", "Time to answer a request",
                                   ["route"], registry=self.registry)
+        self.ready = ready_gauge(self.registry)
         if follower is not None:
             self.registry.register(_FollowerCollector(follower))
 
@@ -182,18 +184,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready: the stores are open and caught up to within `ready_within` events at a recent round."""
+    ready, body = _readiness(request.app[SERVICE])
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
+    service.metrics.ready.set(1 if _readiness(service)[0] else 0)
+    return web.Response(body=generate_latest(service.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _readiness(service: ApiService) -> tuple[bool, dict[str, Any]]:
     follower = service.follower
     ready = service.models.is_open and (follower is None or follower.ready(service.ready_within,
                                                                            service.stale_after))
     body = {"ready": ready, "behind": None if follower is None else follower.behind,
             "within": service.ready_within, "last_error": None if follower is None else follower.last_error}
-    return web.json_response(body, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[SERVICE].metrics.registry
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return ready, body
 
 
 def routes(app: web.Application) -> None:

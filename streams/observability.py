@@ -9,7 +9,7 @@ import faust
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from switchboard.observability import METRICS_CONTENT_TYPE, StageMetrics
+from switchboard.observability import METRICS_CONTENT_TYPE, StageMetrics, ready_gauge
 
 __all__ = ["METRICS_CONTENT_TYPE", "ConsumerLagCollector", "DispatchMetrics", "StageMetrics", "install_endpoints",
            "is_ready"]
@@ -50,6 +50,13 @@ def install_endpoints(app: faust.App, registry: CollectorRegistry, *, ready_lag:
     """Adds /healthz (the process serves), /readyz (recovered, not rebalancing, lag under ready_lag) and /metrics."""
     lag = ConsumerLagCollector(app)
     registry.register(lag)
+    ready_now = ready_gauge(registry)
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        worst = max(lag.lags().values(), default=0)
+        ready = is_ready(app) and (ready_lag is None or worst <= ready_lag)
+        return ready, {"status": "ready" if ready else "not ready", "rebalancing": bool(app.rebalancing),
+                       "largest_lag": worst, "ready_lag": ready_lag}
 
     @app.page("/healthz")
     async def healthz(view: Any, request: Any) -> Any:
@@ -57,14 +64,12 @@ def install_endpoints(app: faust.App, registry: CollectorRegistry, *, ready_lag:
 
     @app.page("/readyz")
     async def readyz(view: Any, request: Any) -> Any:
-        worst = max(lag.lags().values(), default=0)
-        ready = is_ready(app) and (ready_lag is None or worst <= ready_lag)
-        body = {"status": "ready" if ready else "not ready", "rebalancing": bool(app.rebalancing),
-                "largest_lag": worst, "ready_lag": ready_lag}
+        ready, body = readiness()
         return view.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
+        ready_now.set(1 if readiness()[0] else 0)
         return view.bytes(generate_latest(registry), content_type=METRICS_CONTENT_TYPE)
 
 

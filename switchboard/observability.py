@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 __all__ = [
@@ -93,6 +93,13 @@ class PartMetrics:
                                     ["stage"], registry=registry)
         self.retries = Counter("switchboard_retries_total", "Attempts scheduled again after a failure, by stage",
                                ["stage"], registry=registry)
+        self.ready = ready_gauge(registry)
+
+
+def ready_gauge(registry: CollectorRegistry) -> Gauge:
+    """switchboard_ready: what /readyz would answer, evaluated at each scrape (a part can be up and not ready)."""
+    return Gauge("switchboard_ready", "1 while the part is ready (/readyz answers 200), else 0; set at each scrape",
+                 registry=registry)
 
 
 class HttpMetrics:
@@ -253,6 +260,8 @@ class Observability:
         return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        ready, _ = await self.readiness.evaluate()
+        self.counts.ready.set(1 if ready else 0)
         for update in self.before_scrape:
             update()
         return web.Response(body=generate_latest(self.registry), content_type=METRICS_CONTENT_TYPE)

@@ -64,6 +64,7 @@ async def test_worker_serves_health_readiness_and_metrics(
         async with session.get(f"{url}/metrics") as metrics:
             assert metrics.status == 200
             text = await metrics.text()
+    assert _sample(text, "switchboard_ready") == 1
     assert _sample(text, 'switchboard_stage_events_total{stage="tally"}') == 25
     assert _sample(text, 'switchboard_stage_errors_total{stage="tally"}') == 0
     assert _sample(text, 'switchboard_stage_duration_seconds_count{stage="tally"}') == 25

@@ -110,6 +110,17 @@ async def test_readyz_answers_503_with_the_failing_check_and_healthz_200() -> No
         assert body["checks"]["contacts_index"]["ok"] is False
 
 
+async def test_the_ready_gauge_says_at_each_scrape_what_readyz_would_answer() -> None:
+    observability, caught_up = Observability("normaliser"), False
+    observability.readiness.add_flag("contacts_index", lambda: caught_up, "address index caught up")
+    app = web.Application()
+    observability.add_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        assert 'switchboard_ready 0.0' in await (await client.get("/metrics")).text()
+        caught_up = True
+        assert 'switchboard_ready 1.0' in await (await client.get("/metrics")).text()
+
+
 async def test_the_receiver_counts_its_stage_ack_latency_refusals_and_http_red() -> None:
     observability = Observability("receiver")
     driver = WhatsAppDriver(driver_config())

@@ -199,6 +199,7 @@ async def test_health_readiness_and_metrics() -> None:
         metrics = await (await api.client.get("/metrics")).text()
     assert (health.status, ready.status) == (200, 200)
     assert 'switchboard_api_requests_total{route="/v1/messages/{id}",status="200"} 1.0' in metrics
+    assert "switchboard_ready 1.0" in metrics
 
 
 async def test_the_console_is_served_without_any_secret_and_under_a_strict_policy() -> None:
