@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,8 @@ from projections._audit_chain import (
 from projections._audit_log import fetch_records, read_key
 from projections._audit_state import BadTime, contact_state, message_state, parse_time
 
+Progress = Callable[[int, int], None]  # records read so far, records to read
+
 __all__ = ["AuditLine", "BadTime", "MessageAudit", "RecipientAudit", "audit_message", "audit_recipient",
            "parse_time", "render", "render_recipient", "to_json"]
 
@@ -29,6 +32,7 @@ class MessageAudit:
     message_id: str
     contact_id: str
     lines: list[AuditLine]
+    since: datetime | None = None  # records stamped before it were not read
 
 
 @dataclass(frozen=True)
@@ -41,21 +45,27 @@ class RecipientAudit:
     as_of: datetime | None = None
     contact_state: dict[str, Any] | None = None
     message_states: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    since: datetime | None = None  # records stamped before it were not read
 
 
-async def audit_message(bootstrap: str, prefix: str, message_id: str, contact_id: str) -> MessageAudit:
-    """Reads the contact's partitions of the commands and the message events, and the records they point at."""
-    log = await _contact_log(bootstrap, prefix, contact_id)
-    return MessageAudit(message_id, contact_id, message_lines(log, message_id))
+async def audit_message(bootstrap: str, prefix: str, message_id: str, contact_id: str, since: datetime | None = None,
+                        progress: Progress | None = None) -> MessageAudit:
+    """Reads the contact's partitions of the commands and the message events (from `since`, if given), and the
+    records they point at; `progress(read, total)` as the partitions are read."""
+    log = await _contact_log(bootstrap, prefix, contact_id, since, progress)
+    return MessageAudit(message_id, contact_id, message_lines(log, message_id), since)
 
 
-async def audit_recipient(bootstrap: str, prefix: str, contact_id: str,
-                          as_of: datetime | None = None) -> RecipientAudit:
-    """Every message of the contact in the order requested, the contact's own events, and states at `as_of`."""
-    log = await _contact_log(bootstrap, prefix, contact_id)
-    messages = [MessageAudit(message_id, contact_id, message_lines(log, message_id))
+async def audit_recipient(bootstrap: str, prefix: str, contact_id: str, as_of: datetime | None = None,
+                          since: datetime | None = None, progress: Progress | None = None) -> RecipientAudit:
+    """Every message of the contact in the order requested, the contact's own events, and states at `as_of`.
+    A state needs the whole history, so `as_of` and `since` do not go together."""
+    if as_of is not None and since is not None:
+        raise ValueError("a state as of a time needs the whole history: it cannot be read from a later time")
+    log = await _contact_log(bootstrap, prefix, contact_id, since, progress)
+    messages = [MessageAudit(message_id, contact_id, message_lines(log, message_id), since)
                 for message_id in log.message_ids()]
-    audit = RecipientAudit(contact_id, contact_lines(log), messages)
+    audit = RecipientAudit(contact_id, contact_lines(log), messages, since=since)
     if as_of is None:
         return audit
     own = [event for event in log.contact_events if event.aggregate_id == contact_id]
@@ -64,10 +74,11 @@ async def audit_recipient(bootstrap: str, prefix: str, contact_id: str,
     return RecipientAudit(contact_id, audit.contact, messages, as_of, contact_state(own, as_of), states)
 
 
-async def _contact_log(bootstrap: str, prefix: str, contact_id: str) -> ContactLog:
+async def _contact_log(bootstrap: str, prefix: str, contact_id: str, since: datetime | None,
+                       progress: Progress | None) -> ContactLog:
     commands, message_events, contact_events = (prefix + name for name in
                                                 ("sb.commands", "sb.events.message", "sb.events.contact"))
-    found = await read_key(bootstrap, [commands, message_events, contact_events], contact_id)
+    found = await read_key(bootstrap, [commands, message_events, contact_events], contact_id, since, progress)
     log = ContactLog(contact_id, parse_commands(found[commands]), parse_events(found[message_events]),
                      parse_events(found[contact_events]))
     log.sources = await fetch_records(bootstrap, log.pointers())
@@ -76,14 +87,17 @@ async def _contact_log(bootstrap: str, prefix: str, contact_id: str) -> ContactL
 
 def render(audit: MessageAudit) -> str:
     """A message's steps as an auditor reads them: number, time, source, what, where; its cause; what it says."""
+    read = "" if audit.since is None else f", records from {audit.since.isoformat()} on"
     if not audit.lines:
-        return f"no record of message {audit.message_id}"
-    return f"message {audit.message_id} (contact {audit.contact_id})\n" + _steps(audit.lines)
+        return f"no record of message {audit.message_id}{read}"
+    return f"message {audit.message_id} (contact {audit.contact_id}{read})\n" + _steps(audit.lines)
 
 
 def render_recipient(audit: RecipientAudit) -> str:
     """The contact's history, each message's history, and the states at the as-of time."""
-    parts = [f"recipient {audit.contact_id}", "contact:", _steps(audit.contact) if audit.contact else "  no events"]
+    read = "" if audit.since is None else f" (records from {audit.since.isoformat()} on)"
+    parts = [f"recipient {audit.contact_id}{read}", "contact:",
+             _steps(audit.contact) if audit.contact else "  no events"]
     for message in audit.messages:
         parts.append(render(message))
     if audit.as_of is not None:
@@ -97,13 +111,19 @@ def render_recipient(audit: RecipientAudit) -> str:
 def to_json(audit: MessageAudit | RecipientAudit) -> dict[str, Any]:
     """The audit as one JSON object (`--json`); steps number from 1 and `caused_by` names a step's number."""
     if isinstance(audit, MessageAudit):
-        return {"message_id": audit.message_id, "contact_id": audit.contact_id, "steps": _numbered(audit.lines)}
-    result: dict[str, Any] = {"contact_id": audit.contact_id, "contact": _numbered(audit.contact),
+        return {"message_id": audit.message_id, "contact_id": audit.contact_id, **_since(audit.since),
+                "steps": _numbered(audit.lines)}
+    result: dict[str, Any] = {"contact_id": audit.contact_id, **_since(audit.since),
+                              "contact": _numbered(audit.contact),
                               "messages": [to_json(message) for message in audit.messages]}
     if audit.as_of is not None:
         result["as_of"] = {"at": audit.as_of.isoformat(), "contact": audit.contact_state,
                            "messages": audit.message_states}
     return result
+
+
+def _since(since: datetime | None) -> dict[str, str]:
+    return {} if since is None else {"since": since.isoformat()}
 
 
 def _numbered(lines: list[AuditLine]) -> list[dict[str, Any]]:

@@ -1,10 +1,11 @@
-"""The audit's reads from Kafka: one key's records from the start of its partitions, and single records by position."""
+"""The audit's reads from Kafka: one key's records from the start of its partitions (or a time), and single records."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,8 +59,10 @@ def pointer_of(value: Any) -> Pointer | None:
     return None
 
 
-async def read_key(bootstrap: str, topics: Iterable[str], key: str) -> dict[str, list[LogRecord]]:
-    """Every record with this key on each topic, in offset order, up to the end the topic had when asked.
+async def read_key(bootstrap: str, topics: Iterable[str], key: str, since: datetime | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, list[LogRecord]]:
+    """Every record with this key on each topic, in offset order, up to the end the topic had when asked; with
+    `since`, only those from the first record stamped at or after it. `progress(read, total)` after each fetch.
 
     A key lives in one partition (murmur2, as our producers and Java's place it), so only that one is read.
     """
@@ -73,7 +76,7 @@ async def read_key(bootstrap: str, topics: Iterable[str], key: str) -> dict[str,
         partitions = [tp for tp in assigned.values() if tp is not None]
         found: dict[str, list[LogRecord]] = {topic: [] for topic in assigned}
         if partitions:
-            for record in await _read_to_end(consumer, partitions, key.encode()):
+            for record in await _read_to_end(consumer, partitions, key.encode(), since, progress):
                 found[record.topic].append(record)
         return found
     finally:
@@ -110,20 +113,38 @@ def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPart
     return TopicPartition(topic, MURMUR2_PARTITIONER(key.encode(), partitions, partitions))
 
 
-async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], key: bytes) -> list[LogRecord]:
+async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], key: bytes,
+                       since: datetime | None, progress: Callable[[int, int], None] | None) -> list[LogRecord]:
     """The partitions' records with this key, up to their ends now. The key is compared before anything is built:
     a partition holds every other contact of its hash and the partition clock's ticks, by the million."""
     consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
     ends = await consumer.end_offsets(partitions)
+    starts = await _starts(consumer, partitions, since, ends)
+    for tp, start in starts.items():
+        consumer.seek(tp, start)
+    total = sum(ends[tp] - starts[tp] for tp in partitions)
     records: list[LogRecord] = []
-    open_ = [tp for tp in partitions if ends[tp] > 0]
+    open_ = [tp for tp in partitions if ends[tp] > starts[tp]]
     while open_:
         batches = await consumer.getmany(*open_, timeout_ms=1000, max_records=50_000)
         records.extend(_record(record) for batch in batches.values() for record in batch
                        if record.key == key and record.offset < ends[TopicPartition(record.topic, record.partition)])
-        open_ = [tp for tp in open_ if await consumer.position(tp) < ends[tp]]
+        positions = {tp: min(await consumer.position(tp), ends[tp]) for tp in open_}
+        open_ = [tp for tp in open_ if positions[tp] < ends[tp]]
+        if progress is not None:
+            progress(total - sum(ends[tp] - positions[tp] for tp in open_), total)
     return records
+
+
+async def _starts(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since: datetime | None,
+                  ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Where each partition's read begins: its first record kept, or its first stamped at or after `since`."""
+    first = await consumer.beginning_offsets(partitions)
+    if since is None:
+        return dict(first)
+    at_ms = math.ceil(since.timestamp() * 1000 - 1e-6)  # records are stamped in whole milliseconds
+    stamped = await consumer.offsets_for_times(dict.fromkeys(partitions, at_ms))
+    return {tp: ends[tp] if stamped[tp] is None else max(first[tp], stamped[tp].offset) for tp in partitions}
 
 
 async def _record_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> LogRecord | None:

@@ -28,6 +28,7 @@ from projections._audit import BadTime, audit_message, audit_recipient, parse_ti
 from projections._backends import BACKENDS, open_backend
 from projections._followup_runner import run_followups
 from projections._followups import FollowUpRules, FollowUps
+from projections._read_progress import ReadProgress
 from projections._versions import ProjectionVersions
 from switchboard.observability import Observability, serve_endpoints
 
@@ -79,6 +80,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     audit.add_argument("--root", type=Path, default=Path("var/projections"))
     audit.add_argument("--as-of", help="recipient: also the state of the contact and its messages at this time "
                                        "(ISO-8601, e.g. 2026-11-25T22:40:00Z, or unix seconds)")
+    audit.add_argument("--since", help="read only records stamped at or after this time (same forms as --as-of): "
+                                       "the contact's partitions hold every other contact of their hash and the "
+                                       "partition clock's ticks, so a long history takes long to read whole")
     audit.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     audit.set_defaults(handler=_audit)
 
@@ -114,9 +118,14 @@ async def _serve_followups(args: argparse.Namespace, rules: FollowUps, store: Pr
 
 
 def _audit(args: argparse.Namespace) -> int:
+    try:
+        as_of, since = (parse_time(value) if value is not None else None for value in (args.as_of, args.since))
+    except BadTime as error:
+        print(f"--as-of/--since: {error}", file=sys.stderr)
+        return 2
     if args.what == "recipient":
-        return _audit_recipient(args)
-    if args.as_of is not None:
+        return _audit_recipient(args, as_of, since)
+    if as_of is not None:
         print("--as-of is for `audit recipient`", file=sys.stderr)
         return 2
     contact = args.contact or _contact_of(args.root, args.id)
@@ -124,18 +133,19 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"message {args.id} is not in the message-status projection under {args.root}: build it "
               "with `switchboard project message-status`, or pass --contact", file=sys.stderr)
         return 2
-    audit = asyncio.run(audit_message(args.bootstrap, args.topic_prefix, args.id, contact))
+    with ReadProgress("audit") as progress:
+        audit = asyncio.run(audit_message(args.bootstrap, args.topic_prefix, args.id, contact, since, progress))
     print(json.dumps(to_json(audit), ensure_ascii=False, indent=1) if args.json else render(audit))
     return 0
 
 
-def _audit_recipient(args: argparse.Namespace) -> int:
-    try:
-        as_of = parse_time(args.as_of) if args.as_of is not None else None
-    except BadTime as error:
-        print(f"--as-of: {error}", file=sys.stderr)
+def _audit_recipient(args: argparse.Namespace, as_of: datetime | None, since: datetime | None) -> int:
+    if as_of is not None and since is not None:
+        print("--as-of needs the whole history (a state folds every event before it): leave out --since",
+              file=sys.stderr)
         return 2
-    audit = asyncio.run(audit_recipient(args.bootstrap, args.topic_prefix, args.id, as_of))
+    with ReadProgress("audit") as progress:
+        audit = asyncio.run(audit_recipient(args.bootstrap, args.topic_prefix, args.id, as_of, since, progress))
     print(json.dumps(to_json(audit), ensure_ascii=False, indent=1) if args.json else render_recipient(audit))
     return 0
 

@@ -45,6 +45,12 @@ async def test_the_audit_shows_every_step_of_a_retried_fallen_back_message_with_
         now = await switchboard_json("audit", "recipient", contact, "--as-of", datetime.now().astimezone().isoformat(),
                                      *common)
         bad_code, bad = await switchboard("audit", "recipient", contact, "--as-of", "yesterday-ish", *common)
+        fallback_at = _time_of(audit["steps"], "event", "MessageFallbackTriggered", caused_by_source="command",
+                               cause_kind="receipt")
+        since = await switchboard_json("audit", "message", message_id, "--contact", contact, "--since",
+                                       fallback_at.isoformat(), *common)
+        both_code, both = await switchboard("audit", "recipient", contact, "--as-of", fallback_at.isoformat(),
+                                            "--since", fallback_at.isoformat(), *common)
         code_r, text_r = await switchboard("audit", "recipient", contact, "--as-of", before_fallback.isoformat(),
                                            *common)
     (tmp_path / "audit.txt").write_text(f"{text}\n\n{text_r}\n")  # for a person to read after the run
@@ -110,6 +116,14 @@ async def test_the_audit_shows_every_step_of_a_retried_fallen_back_message_with_
     assert "state as of" in text_r
     assert now["as_of"]["contact"]["addresses"]["whatsapp"] == "+49*********01"
     assert bad_code == 2
+    # From a time on: the steps of the records stamped since, as in the whole story.
+    assert since["since"] == fallback_at.isoformat()
+    assert [(s["source"], s["kind"]) for s in since["steps"]] == [
+        (s["source"], s["kind"]) for s in steps if datetime.fromisoformat(s["at"]) >= fallback_at]
+    assert ("event", "MessageFallbackTriggered") in [(s["source"], s["kind"]) for s in since["steps"]]
+    assert ("command", "request") not in [(s["source"], s["kind"]) for s in since["steps"]]
+    assert both_code == 2
+    assert "leave out --since" in both
     assert "is not a time" in bad
 
 
