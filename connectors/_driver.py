@@ -31,6 +31,9 @@ class Capabilities:
     outcomes: frozenset[Outcome] = frozenset(Outcome)
     signed_body: bool = True  # the webhook check covers the body (False: a shared secret header only, Telegram)
     receipt_message_id: bool = True  # receipts carry our message id (False: reconcile by provider_message_id)
+    # Receipts come to a per-message callback URL that carries our reference (`sb_ref`) and the signature covers
+    # that URL, so the normaliser may take the reference from the query (connectors/_callback_reference.py).
+    callback_reference: bool = False
 
 
 class ChannelDriver(abc.ABC):

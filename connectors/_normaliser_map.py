@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from aggregates import Contact
+from connectors._callback_reference import with_callback_reference
 from connectors._driver import ChannelDriver
 from connectors._items import (
     AccountErrorItem,
@@ -218,10 +219,15 @@ class ItemMapper:
         channels = ChannelDirectory(self._config()).for_driver(driver_name)
         if not channels:
             raise Unparseable(f"no [[channels]] entry uses driver {driver_name!r}")
+        driver = self._drivers.driver(channels[0])
         try:
-            return self._drivers.driver(channels[0]).parse_webhook(raw)
+            items = driver.parse_webhook(raw)
         except Exception as error:  # MalformedWebhook, a broken plugin, a parser bug: the record is parked
             raise Unparseable(f"unparseable {driver_name} webhook: {type(error).__name__}: {error}") from None
+        if not driver.capabilities.callback_reference:
+            return items
+        # The receiver verified the query with the body: it names the message the callback URL was made for.
+        return with_callback_reference(items, headers.get("query", ""))
 
     def map(self, source: Source, driver_name: str, items: list[NormalizedItem]) -> Mapped:
         """Every item in order: commands for receipts of ours and inbound messages, dead letters for the rest."""

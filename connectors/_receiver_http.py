@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import Counter, Histogram
 
+from connectors._callback_reference import QUERY_HEADER
 from connectors._driver import ChannelDriver
 from connectors._errors import MalformedWebhook, WebhookRejected
 from connectors._hub import SIGNATURE_HEADER, header_value
@@ -121,6 +123,8 @@ async def handle_post(request: web.Request) -> web.Response:
     headers = {"channel": channel, "received_at": received_at, "signature-verified": "true",
                CONTENT_SHA256: hashlib.sha256(raw).hexdigest(),
                **{name: value.decode() for name, value in record_headers()}}  # the request's trace, child span
+    if query := _raw_query(request):
+        headers["query"] = query  # a per-message callback URL's: it names the message (sb_ref)
     with metrics.stage.observe():
         async with asyncio.timeout(config.write_timeout):
             await sink.accept(channel, raw, headers)
@@ -143,10 +147,23 @@ async def json_errors(request: web.Request,
         return _error(500, "internal_error")
 
 
+def _raw_query(request: web.Request) -> str:
+    """The query string exactly as requested (still percent-encoded: a signature is over the URL as sent)."""
+    return request.raw_path.partition("?")[2]
+
+
+def _with_query(request: web.Request) -> CIMultiDict[str]:
+    """The request's headers with its raw query under QUERY_HEADER, replacing any a client sent by that name."""
+    headers = CIMultiDict(request.headers)
+    headers[QUERY_HEADER] = _raw_query(request)
+    return headers
+
+
 def _check(driver: ChannelDriver, request: web.Request, raw: bytes, limit: int) -> None:
     if len(raw) > limit or (request.content_length or 0) > limit:
         raise _TooLarge(f"body over {limit} bytes")
-    driver.verify_webhook(request.headers, raw)  # the exact bytes, before any parsing
+    # The exact bytes, before any parsing; with the query as requested when the signature covers the URL.
+    driver.verify_webhook(_with_query(request) if driver.capabilities.callback_reference else request.headers, raw)
     try:
         driver.check_webhook(raw)
     except MalformedWebhook:

@@ -13,6 +13,7 @@ from typing import ClassVar
 import pytest
 from aiohttp import web
 
+from connectors._callback_reference import query_of, with_callback_reference
 from connectors._driver import ChannelDriver
 from connectors._errors import MalformedWebhook, SignatureInvalid, SignatureMissing, WebhookRejected
 from connectors._items import InboundItem, NormalizedItem, ReceiptItem, ReceiptStatus, TemplateUpdateItem
@@ -218,9 +219,12 @@ class ReceiptContract(ChannelDriverContract):
         assert result.accepted, result
         headers, raw = await contract_backend.receipt_webhook(result)
         contract_backend.driver.verify_webhook(headers, raw)
-        receipts = [item for item in contract_backend.driver.parse_webhook(raw) if isinstance(item, ReceiptItem)]
+        items = contract_backend.driver.parse_webhook(raw)
+        if capabilities.callback_reference:  # as the normaliser reads it: from the query the receiver passed along
+            items = with_callback_reference(items, query_of(headers) or "")
+        receipts = [item for item in items if isinstance(item, ReceiptItem)]
         assert receipts
-        ours = "contract-round-trip" if capabilities.receipt_message_id else None
+        ours = "contract-round-trip" if capabilities.receipt_message_id or capabilities.callback_reference else None
         assert {(r.message_id, r.provider_message_id) for r in receipts} == {(ours, result.provider_message_id)}
 
 

@@ -6,9 +6,11 @@ SID, auth token). Twilio answers 201 with the Message resource (`sid`, `status` 
 
 Callbacks (status callbacks and incoming SMS alike) are form-encoded. `X-Twilio-Signature` is
 base64(HMAC-SHA1(auth token, URL + every POST parameter name and value, sorted by name)), where URL is the exact
-public URL Twilio posted to; the receiver does not pass the URL to drivers, so it comes from the `webhook_url`
-setting (the same URL is sent as `StatusCallback`, and must be configured as the number's incoming-message URL).
-Status callbacks carry no metadata of ours: receipts are matched by `MessageSid` (`receipt_message_id` False).
+public URL Twilio posted to: the `webhook_url` setting's scheme, host and path with the request's own query
+string, which the receiver passes along (`webhook_url` must be configured as the number's incoming-message URL).
+Status callback bodies carry nothing of ours, so each send's `StatusCallback` is `webhook_url` with our send
+reference added (`sb_ref=`); Twilio signs that URL, and the normaliser takes the reference from the query
+(`callback_reference`). The parsed items themselves have no reference (`receipt_message_id` False).
 `queued`/`accepted`/`sending`/`scheduled` callbacks are intermediate and become UnhandledItems (kept, not receipts).
 """
 
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Self
 from urllib.parse import parse_qsl, urlencode
 
+from connectors._callback_reference import query_of, signed_url, url_with_reference
 from connectors._driver import Capabilities, ChannelDriver, classify_local, retry_by_http_status
 from connectors._errors import InvalidMessage, MalformedWebhook, SignatureInvalid, SignatureMissing
 from connectors._http_common import (
@@ -132,6 +135,7 @@ class TwilioSmsDriver(ChannelDriver):
         outcomes=frozenset({Outcome.ACCEPTED, Outcome.RETRY_LATER, Outcome.RETRY_RECIPIENT_LATER,
                             Outcome.PERMANENT_FAILURE, Outcome.STOP_ACCOUNT}),
         receipt_message_id=False,
+        callback_reference=True,
     )
 
     def __init__(self, config: TwilioSmsConfig | None = None, *, transport: Transport | None = None) -> None:
@@ -170,7 +174,7 @@ class TwilioSmsDriver(ChannelDriver):
 
     async def _send(self, message: OutboundMessage) -> SendResult:
         try:
-            body = urlencode(build_send_form(message, self.config.webhook_url)).encode()
+            body = urlencode(build_send_form(message, self._status_callback(message))).encode()
             sid, token = self.config.account_sid.get().reveal(), self.config.auth_token.get()
         except (InvalidMessage, MissingSecret) as error:
             return local_failure(message, error)
@@ -180,6 +184,11 @@ class TwilioSmsDriver(ChannelDriver):
         answer = await request_or_failure(
             message, lambda: self._transport.request("POST", self.messages_url(sid), headers, body))
         return answer if isinstance(answer, SendResult) else self._read(message, answer)
+
+    def _status_callback(self, message: OutboundMessage) -> str | None:
+        """webhook_url with the send's reference: Twilio signs it, and the normaliser reads the receipt's owner."""
+        url = self.config.webhook_url
+        return url_with_reference(url, message.message_id) if url else None
 
     def _read(self, message: OutboundMessage, response: TransportResponse) -> SendResult:
         payload = json_or_none(response.body)
@@ -210,7 +219,8 @@ class TwilioSmsDriver(ChannelDriver):
         return retry_by_http_status(error.http_status)
 
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> None:
-        """X-Twilio-Signature over webhook_url and the sorted form parameters, compared in constant time."""
+        """X-Twilio-Signature over the URL Twilio requested (webhook_url with the request's query, which carries
+        our reference on a status callback) and the sorted form parameters, compared in constant time."""
         received = header_value(headers, SIGNATURE_HEADER)
         if not received:
             raise SignatureMissing(f"no {SIGNATURE_HEADER} header")
@@ -220,7 +230,8 @@ class TwilioSmsDriver(ChannelDriver):
             params = parse_qsl(raw_body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
             raise SignatureInvalid("the body is not UTF-8 form data") from None
-        expected = twilio_signature(self.config.webhook_url, params, self.config.auth_token.get().reveal())
+        url = signed_url(self.config.webhook_url, query_of(headers))
+        expected = twilio_signature(url, params, self.config.auth_token.get().reveal())
         if not hmac.compare_digest(expected.encode(), received.strip().encode("utf-8", "replace")):
             raise SignatureInvalid(f"{SIGNATURE_HEADER} does not match the URL and parameters")
 

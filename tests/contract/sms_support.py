@@ -27,6 +27,7 @@ from connectors import (
     TransportResponse,
     UnhandledItem,
 )
+from connectors._callback_reference import QUERY_HEADER
 from connectors.testing import ContractBackend, WebhookCase
 from connectors.twilio_sms import SIGNATURE_HEADER, TwilioSmsConfig, TwilioSmsDriver
 
@@ -74,10 +75,10 @@ def expected_signature(url: str, raw_body: bytes, token: str = AUTH_TOKEN) -> st
     return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
-def signed(raw_body: bytes) -> dict[str, str]:
-    """Headers as Twilio sends them with this body to WEBHOOK_URL."""
+def signed(raw_body: bytes, url: str = WEBHOOK_URL) -> dict[str, str]:
+    """Headers as Twilio sends them with this body to `url` (WEBHOOK_URL: the number's incoming-message URL)."""
     return {"Content-Type": "application/x-www-form-urlencoded",
-            SIGNATURE_HEADER: expected_signature(WEBHOOK_URL, raw_body)}
+            SIGNATURE_HEADER: expected_signature(url, raw_body)}
 
 
 def response(status: int, body: Mapping[str, Any]) -> TransportResponse:
@@ -164,4 +165,6 @@ class SmsBackend(ContractBackend):
     async def receipt_webhook(self, result: SendResult) -> tuple[Mapping[str, str], bytes]:
         assert result.provider_message_id is not None
         body = self.api.status_callback(result.provider_message_id)
-        return signed(body), body
+        # Posted to the send's StatusCallback, as Twilio does; the receiver passes its query along.
+        callback = self.api.accepted[result.provider_message_id]["StatusCallback"]
+        return {**signed(body, callback), QUERY_HEADER: callback.partition("?")[2]}, body

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 from eventsourcing.domain import AggregateEvent
@@ -188,6 +189,35 @@ def test_foreign_receipts_are_counted_and_logged_without_the_provider_id(
     assert (mapped.outputs, mapped.foreign_receipts) == ([], 1)
     assert "skipped" in caplog.text
     assert "wamid" not in caplog.text
+
+
+TWILIO_CHANNEL = """
+[[channels]]
+id = "sms-twilio"
+kind = "sms"
+tenant = "acme"
+provider = "twilio"
+driver = "sms"
+settings = { webhook_url = "https://hooks.example.com/webhooks/sms?tenant=acme" }
+[[channels.senders]]
+id = "sms-t"
+address = "+4915000000001"
+"""
+
+
+def test_a_twilio_status_callback_belongs_to_the_message_its_callback_url_names() -> None:
+    config = load_bytes(Path("pipeline.toml"), (PIPELINE + TWILIO_CHANNEL).encode())
+    mapper = ItemMapper(lambda: config, DriverCache(), AddressIndex())
+    body = urlencode({"MessageSid": "SM1", "MessageStatus": "delivered", "AccountSid": "AC1",
+                      "To": "+4917012345"}).encode()
+    query = f"tenant=acme&sb_ref={quote(send_reference(CONTACT, MESSAGE), safe='')}"
+    mapped = mapper.map(SOURCE, "sms", mapper.parse("sms", {"signature-verified": "true", "query": query}, body))
+    [command] = [output.value for output in mapped.outputs]
+    assert (command["kind"], command["contact_id"], command["message_id"], command["status"],
+            command["provider_message_id"]) == ("receipt", CONTACT, MESSAGE, "delivered", "SM1")
+    # Without the reference (a callback URL of an older send, or none) it is nobody's receipt, as before.
+    bare = mapper.map(SOURCE, "sms", mapper.parse("sms", {"signature-verified": "true", "query": "tenant=acme"}, body))
+    assert (bare.outputs, bare.foreign_receipts) == ([], 1)
 
 
 # -- inbound messages --------------------------------------------------------------------------------------------

@@ -8,17 +8,22 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors import SIGNATURE_HEADER, SecretSource
+from connectors import SIGNATURE_HEADER, InMemoryTransport, SecretSource
 from connectors._receiver_http import FailuresAccessLogger
 from connectors.receiver import CONTENT_SHA256, InMemoryWebhookSink, ReceiverConfig, build_receiver_app
+from connectors.twilio_sms import TwilioSmsDriver
 from connectors.whatsapp import WhatsAppDriver
 from connectors.whatsapp_simulator import status_object, status_webhook_body
+from tests.contract.sms_support import WEBHOOK_URL as SMS_WEBHOOK_URL
+from tests.contract.sms_support import config as sms_config
+from tests.contract.sms_support import expected_signature
 from tests.contract.whatsapp_support import APP_SECRET, VERIFY_TOKEN, driver_config, signed
 
 URL = "/webhooks/whatsapp"
@@ -224,3 +229,21 @@ async def test_the_access_log_keeps_refusals_not_accepted_webhooks(caplog: pytes
     assert len(lines) == 1, lines
     assert "POST /webhooks/whatsapp" in lines[0]
     assert " 403 " in lines[0]
+
+
+async def test_a_twilio_status_callback_is_verified_with_its_query_and_stored_with_it() -> None:
+    # The send's StatusCallback is webhook_url with our reference; Twilio signs the URL it posts to, query included.
+    sms = TwilioSmsDriver(sms_config(), transport=InMemoryTransport())
+    sink = InMemoryWebhookSink()
+    app = build_receiver_app(ReceiverConfig({"sms": sms}, max_body_bytes=LIMIT), sink)
+    body = urlencode({"MessageSid": "SM1", "MessageStatus": "delivered", "AccountSid": "AC1"}).encode()
+    query = "tenant=acme&sb_ref=c.m.t"
+    signature = {"Content-Type": "application/x-www-form-urlencoded",
+                 "X-Twilio-Signature": expected_signature(f"{SMS_WEBHOOK_URL.split('?')[0]}?{query}", body)}
+    async with TestClient(TestServer(app)) as client:
+        accepted = await client.post(f"/webhooks/sms?{query}", data=body, headers=signature)
+        forged = await client.post("/webhooks/sms?tenant=acme&sb_ref=c.other.t", data=body,
+                                   headers={**signature, "X-Switchboard-Query": query})  # a client's header is not ours
+    assert (accepted.status, forged.status) == (200, 403)
+    [record] = sink.accepted
+    assert record.headers["query"] == query

@@ -28,6 +28,7 @@ from connectors import (
     TransportResponse,
     UnhandledItem,
 )
+from connectors._callback_reference import QUERY_HEADER
 from connectors.twilio_sms import (
     SIGNATURE_HEADER,
     TWILIO_ERROR_CODES,
@@ -70,7 +71,8 @@ async def test_send_posts_a_form_with_basic_auth_and_the_status_callback() -> No
         f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert parse_qsl((request.body or b"").decode()) == [
-        ("To", RECIPIENT), ("From", FROM), ("Body", "Your order shipped"), ("StatusCallback", WEBHOOK_URL)]
+        ("To", RECIPIENT), ("From", FROM), ("Body", "Your order shipped"),
+        ("StatusCallback", f"{WEBHOOK_URL}&sb_ref=msg-7")]  # the configured URL and our reference
 
 
 async def test_a_messaging_service_sends_as_messaging_service_sid() -> None:
@@ -142,6 +144,24 @@ def test_callbacks_are_verified_against_the_configured_url() -> None:
     without_url = TwilioSmsDriver(TwilioSmsConfig(auth_token=config().auth_token), transport=InMemoryTransport())
     with pytest.raises(MissingSecret, match="webhook_url"):
         without_url.verify_webhook({SIGNATURE_HEADER: "x"}, body)
+
+
+async def test_a_status_callback_is_verified_against_the_url_it_came_to_with_our_reference() -> None:
+    sms, transport = driver()
+    await sms.send(OutboundMessage("c.m.t", FROM, RECIPIENT, Text("hi")))
+    callback = dict(parse_qsl((transport.requests[0].body or b"").decode()))["StatusCallback"]
+    query = callback.split("?", 1)[1]
+    assert query == "tenant=acme&sb_ref=c.m.t"
+    body = raw("status_delivered")
+    signature = expected_signature(callback, body)
+    sms.verify_webhook({SIGNATURE_HEADER: signature, QUERY_HEADER: query}, body)
+    with pytest.raises(SignatureInvalid):  # another message's reference put in the URL: Twilio did not sign it
+        sms.verify_webhook({SIGNATURE_HEADER: signature, QUERY_HEADER: "tenant=acme&sb_ref=c.other.t"}, body)
+    with pytest.raises(SignatureInvalid):  # a receiver that passes no query verifies against webhook_url itself
+        sms.verify_webhook({SIGNATURE_HEADER: signature}, body)
+    inbound = raw("inbound_sms")  # to the number's URL: webhook_url as configured, its own query
+    sms.verify_webhook({SIGNATURE_HEADER: expected_signature(WEBHOOK_URL, inbound), QUERY_HEADER: "tenant=acme"},
+                       inbound)
 
 
 def test_callbacks_parse_into_items() -> None:
