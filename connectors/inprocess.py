@@ -27,7 +27,9 @@ class InProcessDriver(ChannelDriver):
     """
 
     channel: ClassVar[str] = "inprocess"
+    # It takes every kind of content, as the provider it stands in for might: templates stay templates.
     capabilities: ClassVar[Capabilities] = Capabilities(
+        content=frozenset({"Text", "Media", "Template", "Buttons", "ListMenu"}),
         outcomes=frozenset({Outcome.ACCEPTED, Outcome.RETRY_LATER, Outcome.PERMANENT_FAILURE}))
 
     def __init__(self, fail_addresses: frozenset[str] = frozenset(), retry_addresses: frozenset[str] = frozenset(),

@@ -89,6 +89,9 @@ class TemplateRef:
     # Languages the template is approved in; a request's locale falls back along pt_BR -> pt -> default_locale.
     locales: tuple[str, ...] = ("en",)
     default_locale: str = "en"
+    # Per locale, the template as plain text (Jinja2 over its parameters) for channels whose driver sends text
+    # only (SMS, Telegram, LINE, Messenger): WhatsApp's approved template does not exist there.
+    texts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from aggregates import Channel, FrequencyCap, MessageCategory, RateLimitTier, TemplateCategory
 from streams.policies import QuietHours, RetryPolicy
+from streams.policies.rendering import RenderError, text_variables
 from switchboard._config_model import (
     BUSINESS_EVENTS,
     SENDER_TIERS,
@@ -211,20 +212,42 @@ def _sender(read: Reader, key: str, entry: Any, kind: Channel, seen: set[str]) -
 def _templates(read: Reader, value: Any) -> tuple[TemplateRef, ...]:
     templates, seen = [], set[str]()
     for key, entry in _entries(read, "templates", value):
-        values = read.table(key, entry, ("name", "category", "parameters", "locales", "default_locale"),
+        values = read.table(key, entry, ("name", "category", "parameters", "locales", "default_locale", "text"),
                             required=("name", "category"))
         locales = read.names(child(key, "locales"), values.get("locales", ["en"]))
         default_locale = read.string(child(key, "default_locale"), values.get("default_locale", locales[0]))
         if default_locale not in locales:
             raise read.error(child(key, "default_locale"), f"must be one of the template's locales {list(locales)}")
+        parameters = read.names(child(key, "parameters"), values.get("parameters", []))
         templates.append(TemplateRef(
             name=_unique(read, child(key, "name"), read.name(child(key, "name"), values["name"]), seen),
             category=read.choice(child(key, "category"), values["category"], TemplateCategory),
-            parameters=read.names(child(key, "parameters"), values.get("parameters", [])),
+            parameters=parameters,
             locales=locales,
             default_locale=default_locale,
+            texts=_template_texts(read, child(key, "text"), values.get("text", {}), locales, parameters),
         ))
     return tuple(templates)
+
+
+def _template_texts(read: Reader, key: str, value: Any, locales: tuple[str, ...],
+                    parameters: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """locale -> text: each locale one of the template's, each text using only the template's parameters."""
+    texts = []
+    for locale, source in read.mapping(key, value).items():
+        entry = child(key, locale)
+        if locale not in locales:
+            raise read.error(entry, f"names a locale the template is not in (its locales: {list(locales)})")
+        text = read.string(entry, source)
+        try:
+            unknown = sorted(text_variables(text) - set(parameters))
+        except RenderError as error:
+            raise read.error(entry, str(error)) from None
+        if unknown:
+            raise read.error(entry, f"uses {', '.join(unknown)}, not among the template's parameters "
+                                    f"{list(parameters)}")
+        texts.append((locale, text))
+    return tuple(texts)
 
 
 def _triggers(read: Reader, value: Any, tenant_ids: set[str], templates: dict[str, TemplateRef]) -> tuple[Trigger, ...]:

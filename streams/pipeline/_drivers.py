@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ from streams.pipeline._commands import send_reference
 from streams.pipeline._dispatch import Limits
 from switchboard.config import PipelineConfig, Quota
 
-__all__ = ["DriverPool", "limits_for", "outbound"]
+__all__ = ["DriverPool", "limits_for", "outbound", "sends_templates"]
 
 
 class DriverPool:
@@ -57,10 +58,23 @@ class DriverPool:
 
     def _load(self) -> dict[str, type[ChannelDriver]]:
         if self._classes is None:
-            # The in-process channel is built in rather than a plugin: it stands in for a provider in tests and
-            # benchmarks, has no webhooks, and so is not one of the channels the driver contract speaks for.
-            self._classes = {**load_drivers(), InProcessDriver.channel: InProcessDriver}
+            self._classes = _driver_classes()
         return self._classes
+
+
+@functools.cache
+def _driver_classes() -> dict[str, type[ChannelDriver]]:
+    # The in-process channel is built in rather than a plugin: it stands in for a provider in tests and
+    # benchmarks, has no webhooks, and so is not one of the channels the driver contract speaks for.
+    return {**load_drivers(), InProcessDriver.channel: InProcessDriver}
+
+
+def sends_templates(config: PipelineConfig, channel_id: str | None) -> bool:
+    """Whether the channel's driver takes a provider template (WhatsApp's); False: it sends text only, so a
+    template goes out as its declared text. An unknown channel or driver counts as taking one (its send says)."""
+    channel = config.channel(channel_id) if channel_id is not None else None
+    driver = _driver_classes().get(channel.driver) if channel is not None else None
+    return driver is None or "Template" in driver.capabilities.content
 
 
 def outbound(job: Mapping[str, Any], sender_address: str) -> OutboundMessage:

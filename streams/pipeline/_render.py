@@ -7,7 +7,7 @@ from typing import Any
 
 from aggregates import Contact, Message
 from streams.policies.rendering import RenderError, bind_parameters, choose_locale, render_text
-from switchboard.config import PipelineConfig
+from switchboard.config import PipelineConfig, TemplateRef
 
 __all__ = ["RenderFailure", "Rendered", "content_summary", "render"]
 
@@ -29,10 +29,12 @@ MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
 
 
 def render(config: PipelineConfig, template: str | None, message: Message, contact: Contact,
-           window_open: bool, media: dict[str, Any] | None = None) -> Rendered:
-    """A template (with `media` as its header) when the message has one; else free text or media with a caption,
-    only inside the customer-service window."""
+           window_open: bool, media: dict[str, Any] | None = None, as_text: bool = False) -> Rendered:
+    """A template (with `media` as its header) when the message has one, or its text when the channel sends text
+    only (`as_text`); else free text or media with a caption, only inside the customer-service window."""
     media = _checked_media(media)
+    if template is not None and as_text:
+        return _template_text(config, template, message, contact)
     if template is not None:
         rendered = _template(config, template, message, contact)
         return rendered if media is None else Rendered({**rendered.content, "header": media}, rendered.summary,
@@ -60,9 +62,7 @@ def _checked_media(media: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _template(config: PipelineConfig, name: str, message: Message, contact: Contact) -> Rendered:
-    ref = next((t for t in config.templates if t.name == name), None)
-    if ref is None:
-        raise RenderFailure(f"template {name!r} is not declared in the pipeline")
+    ref = _declared(config, name)
     requested = message.locale or contact.preferences.language or ref.default_locale
     try:
         locale = choose_locale(requested, ref.default_locale, ref.locales)
@@ -72,6 +72,30 @@ def _template(config: PipelineConfig, name: str, message: Message, contact: Cont
     content = {"type": "template", "name": name, "language": locale, "named": [list(p) for p in bound.named],
                "positional": list(bound.positional)}
     return Rendered(content, content_summary(content), locale)
+
+
+def _template_text(config: PipelineConfig, name: str, message: Message, contact: Contact) -> Rendered:
+    """The template's declared text in the best locale it has, its parameters filled in (sandboxed Jinja2)."""
+    ref = _declared(config, name)
+    texts = dict(ref.texts)
+    if not texts:
+        raise RenderFailure(f"template {name!r} has no text for a channel that sends text only (declare its `text`)")
+    requested = message.locale or contact.preferences.language or ref.default_locale
+    fallback = ref.default_locale if ref.default_locale in texts else next(iter(texts))
+    try:
+        locale = choose_locale(requested, fallback, texts)
+        bound = bind_parameters(ref.parameters, dict(message.parameters))
+        body = render_text(texts[locale], dict(bound.named))
+    except RenderError as error:
+        raise RenderFailure(f"template {name!r} as text: {error}") from error
+    return Rendered({"type": "text", "body": body}, f"template {name}[{locale}] as text: {body}", locale)
+
+
+def _declared(config: PipelineConfig, name: str) -> TemplateRef:
+    ref = next((t for t in config.templates if t.name == name), None)
+    if ref is None:
+        raise RenderFailure(f"template {name!r} is not declared in the pipeline")
+    return ref
 
 
 def content_summary(content: dict[str, Any]) -> str:

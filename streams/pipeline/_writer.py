@@ -23,6 +23,7 @@ from aggregates import (
 from aggregates._base import SwitchboardAggregate
 from connectors import Outcome
 from streams.pipeline._commands import priority_rank
+from streams.pipeline._drivers import sends_templates
 from streams.pipeline._render import RenderFailure, render
 from streams.pipeline._state import ContactRow, MessageSlot
 from streams.policies import ConditionError, QuietHours
@@ -288,7 +289,8 @@ class Writer:
                                    suppress=SuppressionReason.INVALID_RECIPIENT)
         window = contact.window_open(_dt(now), kind) if kind is Channel.WHATSAPP else True
         try:
-            rendered = render(config, slot.template, message, contact, window, slot.media)
+            rendered = render(config, slot.template, message, contact, window, slot.media,
+                              as_text=not sends_templates(config, slot.channel))
         except RenderFailure as failure:
             return self._fail_over(row, slot, str(failure), now, effects,
                                    suppress=SuppressionReason.TEMPLATE_UNAVAILABLE)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # WhatsApp's limit for a text body; longer free text is an error, never silently cut.
@@ -85,3 +85,11 @@ def render_text(source: str, variables: Mapping[str, Any]) -> str:
     if len(text) > MAX_TEXT_LENGTH:
         raise RenderError(f"free text is {len(text)} characters; the limit is {MAX_TEXT_LENGTH}")
     return text
+
+
+def text_variables(source: str) -> frozenset[str]:
+    """The names a text uses; RenderError if it is not valid template syntax (checked when the file is loaded)."""
+    try:
+        return frozenset(meta.find_undeclared_variables(_SANDBOX.parse(source)))
+    except TemplateError as error:
+        raise RenderError(f"does not parse: {error}") from error

@@ -55,11 +55,13 @@ per_second = 1000
 name = "order_shipped"
 category = "utility"
 parameters = ["order_id"]
+text = {{ en = "Your order {{{{ order_id }}}} has shipped." }}
 
 [[templates]]
 name = "login_code"
 category = "authentication"
 parameters = ["code"]
+text = {{ en = "Your code is {{{{ code }}}}." }}
 
 [[routes]]
 name = "otp"

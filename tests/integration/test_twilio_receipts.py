@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -15,13 +16,23 @@ from aiohttp import web
 
 from connectors.normaliser import Normaliser, NormaliserConfig
 from connectors.receiver import KafkaWebhookSink, ReceiverConfig, build_receiver_app
+from connectors.twilio_simulator import TwilioSimulator, TwilioSimulatorConfig
 from connectors.twilio_sms import ENV_ACCOUNT_SID, ENV_AUTH_TOKEN, TwilioSmsDriver
 from streams.pipeline import send_reference
 from streams.pipeline._runtime import Topics
 from streams.pipeline.app import PipelineSettings
 from switchboard.topics import ensure_topics
 from tests.contract.sms_support import ACCOUNT_SID, AUTH_TOKEN, expected_signature
-from tests.integration.pipeline_support import collect_json_values, write_pipeline
+from tests.integration.conftest import StartPipeline
+from tests.integration.pipeline_support import (
+    collect_json_values,
+    message_events,
+    request,
+    routed_channels,
+    send_commands,
+    types,
+    write_pipeline,
+)
 
 PUBLIC_URL = "https://hooks.example.com/webhooks/sms?tenant=acme"  # as Twilio reaches us, through the edge
 INPROCESS_SMS = 'provider = "sms-gateway"\ndriver = "inprocess"'
@@ -64,16 +75,54 @@ async def test_a_status_callback_becomes_a_receipt_command_for_the_message_its_u
     assert normaliser.stats.foreign_receipts == 0
 
 
+async def test_a_message_fallen_back_to_sms_is_delivered_by_twilio_s_status_callbacks(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        start_pipeline: StartPipeline) -> None:
+    monkeypatch.setenv(ENV_ACCOUNT_SID, ACCOUNT_SID)  # the pipeline worker's, receiver's and normaliser's drivers
+    monkeypatch.setenv(ENV_AUTH_TOKEN, AUTH_TOKEN)
+    phone = "+4917099700042"  # not on WhatsApp here: its send fails for good and the message falls back to SMS
+    simulator = TwilioSimulatorConfig(ACCOUNT_SID, AUTH_TOKEN, interval=0.05)
+    async with TwilioSimulator(simulator) as twilio, \
+            KafkaWebhookSink(kafka_bootstrap, prefix=unique_prefix, partitions=3) as sink, \
+            _receiver(sink, public_url=None) as url:
+        config = write_pipeline(tmp_path, settings=f'fail_addresses = "{phone}"')
+        twilio_sms = f'provider = "sms-gateway"\ndriver = "sms"\n' \
+                     f'settings = {{ base_url = "{twilio.url}", webhook_url = "{url}" }}'
+        config.write_text(config.read_text().replace(INPROCESS_SMS, twilio_sms))
+        await start_pipeline(config)
+        normaliser = Normaliser(NormaliserConfig(kafka_bootstrap, unique_prefix, f"{unique_prefix}normaliser",
+                                                 config))
+        task = asyncio.create_task(normaliser.run())
+        try:
+            await send_commands(kafka_bootstrap, unique_prefix, [request("tw-1", "tw-1", phone=phone)])
+            [events] = (await message_events(kafka_bootstrap, unique_prefix, lambda got: any(
+                "MessageDelivered" in types(events) for events in got.values()))).values()
+        finally:
+            normaliser.stop()
+            await asyncio.wait_for(task, 30)
+    assert routed_channels(events) == ["whatsapp", "sms"]
+    assert types(events).index("MessageFallbackTriggered") < types(events).index("MessageSent") < \
+        types(events).index("MessageDelivered")
+    accepted = [payload for kind, payload in events if kind == "MessageAcceptedByProvider"]
+    assert [a["provider_message_id"] for a in accepted] == list(twilio.messages)  # the SMS the simulator took
+    # SMS has no WhatsApp template: the template went out as its declared text, its parameter filled in.
+    assert [form["Body"] for form in twilio.messages.values()] == ["Your order tw-1 has shipped."]
+    assert twilio.counters.callbacks_posted == 2
+
+
 @asynccontextmanager
-async def _receiver(sink: KafkaWebhookSink) -> AsyncIterator[str]:
-    """The receiver with the Twilio driver (secrets from the environment) on an ephemeral port: its SMS URL."""
-    sms = TwilioSmsDriver.from_settings({"webhook_url": PUBLIC_URL})
+async def _receiver(sink: KafkaWebhookSink, public_url: str | None = PUBLIC_URL) -> AsyncIterator[str]:
+    """The receiver with the Twilio driver (secrets from the environment) on an ephemeral port: its SMS URL.
+    Twilio's signatures are checked against `public_url`, or against the receiver's own URL when None."""
+    sms = TwilioSmsDriver.from_settings({"webhook_url": public_url or "http://127.0.0.1"})
     runner = web.AppRunner(build_receiver_app(ReceiverConfig({"sms": sms}), sink), shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}/webhooks/sms"
+    sms.config = replace(sms.config, webhook_url=public_url or url)  # the receiver's URL is known once it listens
     try:
-        yield f"http://{host}:{port}/webhooks/sms"
+        yield url
     finally:
         await runner.cleanup()
         await sms.aclose()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregates import Channel, MessageCategory
+from streams.pipeline._drivers import sends_templates
 from switchboard.config import BUSINESS_EVENTS, PipelineConfig, load
 from switchboard.localkafka import project_root
 
@@ -89,3 +90,12 @@ def test_the_example_in_docs_pipeline_md_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "pipeline.toml"
     path.write_text(example)
     assert [route.name for route in load(path).routes] == ["one-time-passwords", "shipping-notices"]
+
+
+def test_every_shipped_template_can_fall_back_to_the_text_only_sms_channel() -> None:
+    # The shipped SMS channel is Twilio's driver, which sends text only: a template without a text for its
+    # default locale would be dead-lettered there instead of falling back.
+    config = _shipped()
+    assert not sends_templates(config, "sms")
+    assert sends_templates(config, "whatsapp")
+    assert [t.name for t in config.templates if t.default_locale not in dict(t.texts)] == []

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import PROBE_FLOOR_SECONDS, Effects, Writer
+from switchboard._config_parse import load_bytes
 from switchboard.config import PipelineConfig
-from tests.unit.pipeline.conftest import contact_command, outcome, request
+from tests.unit.pipeline.conftest import PIPELINE, contact_command, outcome, request
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()
 NIGHT = datetime(2026, 11, 25, 23, 0, tzinfo=UTC).timestamp()
@@ -257,3 +259,29 @@ def test_a_provider_opt_out_revokes_the_contacts_consent(config: PipelineConfig)
     effects = w.handle(row, outcome(job, "permanent_failure", consent_revoked=True,
                                     error={"code": "21610", "message": "unsubscribed"}), NOON + 1)
     assert "Contact.ConsentRevoked" in event_types(effects)
+
+
+# SMS through Twilio, whose driver sends text only; order_shipped has a text in two of its three locales.
+TEXTS = b'text = { en = "Order {{ order_id }} shipped", de = "Bestellung {{ order_id }}" }'
+TWILIO_SMS = PIPELINE.replace(b'sms-gateway"\ndriver = "inprocess"', b'sms-gateway"\ndriver = "sms"') \
+    .replace(b'locales = ["en", "pt", "de"]', b'locales = ["en", "pt", "de"]\n' + TEXTS)
+
+
+def test_on_a_text_only_channel_a_template_goes_as_its_text_in_the_best_locale() -> None:
+    config = load_bytes(Path("test-pipeline.toml"), TWILIO_SMS)
+    row, w = ContactRow(), writer(config)
+    job = w.handle(row, request("o-1", locale="de_AT"), NOON).jobs[0]
+    assert job["content"]["type"] == "template"  # WhatsApp takes the approved template
+    [sms] = w.handle(row, outcome(job, "permanent_failure", error={"code": "131026", "message": "x"}), NOON + 1).jobs
+    assert sms["channel"] == "sms"
+    assert sms["content"] == {"type": "text", "body": "Bestellung o-1"}  # de_AT -> de
+
+
+def test_a_template_without_text_is_dead_lettered_at_a_text_only_channel_with_the_reason() -> None:
+    config = load_bytes(Path("test-pipeline.toml"), TWILIO_SMS)
+    row, w = ContactRow(), writer(config)
+    [job] = w.handle(row, request("p-1", template="promo", parameters={}), NOON).jobs
+    fell = w.handle(row, outcome(job, "permanent_failure", error={"code": "131026", "message": "x"}), NOON + 1)
+    assert (fell.jobs, event_types(fell)[-1]) == ([], "Message.DeadLettered")
+    assert fell.dead_letters[0]["reason"] == \
+        "template 'promo' has no text for a channel that sends text only (declare its `text`)"
