@@ -59,6 +59,11 @@ class ChannelDriver(abc.ABC):
     def classify(self, error: ProviderError) -> Outcome:
         """What to do about an error, from a send response or a failed receipt; total over all codes."""
 
+    def opted_out(self, error: ProviderError) -> str | None:
+        """The consent an error of a failed receipt says the recipient withdrew on this channel: "marketing",
+        "all", or None (most errors say nothing about consent)."""
+        return None
+
     @abc.abstractmethod
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> None:
         """Raises SignatureMissing (answer 401) or SignatureInvalid (answer 403); run on the raw bytes first."""

@@ -116,8 +116,10 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat()
 
 
-def receipt_command(item: ReceiptItem, classify: Callable[[ProviderError], Outcome]) -> dict[str, Any] | None:
-    """The `receipt` command for a receipt of one of our sends; None when the message is not ours."""
+def receipt_command(item: ReceiptItem, classify: Callable[[ProviderError], Outcome],
+                    opted_out: Callable[[ProviderError], str | None] = lambda _: None) -> dict[str, Any] | None:
+    """The `receipt` command for a receipt of one of our sends; None when the message is not ours. A failed
+    receipt whose error withdraws consent (`opted_out`) says which (`consent_revoked`: marketing or all)."""
     reference = parse_reference(item.message_id) if item.message_id else None
     if reference is None:
         return None
@@ -138,6 +140,9 @@ def receipt_command(item: ReceiptItem, classify: Callable[[ProviderError], Outco
         command["code"] = error.code if error else None
         command["detail"] = (error.details or error.message or None) if error else None
         command["outcome"] = classify(error).value if error else Outcome.PERMANENT_FAILURE.value
+        revoked = opted_out(error) if error else None
+        if revoked is not None:
+            command["consent_revoked"] = revoked
     return command
 
 
@@ -260,7 +265,8 @@ class ItemMapper:
     def _receipt(self, mapped: Mapped, directory: ChannelDirectory, source: Source, driver_name: str,
                  item: ReceiptItem) -> None:
         channel = directory.by_account(driver_name, item.account_id) or directory.for_driver(driver_name)[0]
-        command = receipt_command(item, self._drivers.driver(channel).classify)
+        driver = self._drivers.driver(channel)
+        command = receipt_command(item, driver.classify, driver.opted_out)
         if command is None:
             mapped.foreign_receipts += 1
             # No provider message id in the log line: WhatsApp's wamid embeds the recipient's number.

@@ -208,6 +208,10 @@ class TwilioSmsDriver(ChannelDriver):
         return failed(message, error, self.classify(error), retry_after=parse_retry_after(response.headers),
                       maybe_sent=response.status >= 500, consent_revoked=error.code == UNSUBSCRIBED)
 
+    def opted_out(self, error: ProviderError) -> str | None:
+        """21610: the number texted STOP to the sender, which blocks every message from it."""
+        return "all" if error.code == UNSUBSCRIBED else None
+
     def classify(self, error: ProviderError) -> Outcome:
         """TWILIO_ERROR_CODES; unknown codes go by HTTP status (429 and 5xx retry, the rest fail the message)."""
         local = classify_local(error)

@@ -48,6 +48,7 @@ DEFAULT_BASE_URL: Final = "https://graph.facebook.com"
 ENV_ACCESS_TOKEN: Final = "SWITCHBOARD_WHATSAPP_ACCESS_TOKEN"
 ENV_APP_SECRET: Final = "SWITCHBOARD_WHATSAPP_APP_SECRET"
 ENV_VERIFY_TOKEN: Final = "SWITCHBOARD_WHATSAPP_VERIFY_TOKEN"
+MARKETING_OPT_OUT: Final = "131050"  # a failed receipt's code: the user stopped marketing messages
 _TOKEN_EXPIRED = "190"
 _SETTINGS = frozenset({"base_url", "api_version", "timeout", "access_token_env", "app_secret_env", "verify_token_env"})
 
@@ -148,6 +149,10 @@ class WhatsAppDriver(ChannelDriver):
     def classify(self, error: ProviderError) -> Outcome:
         """Meta's code through WHATSAPP_ERROR_CODES; unknown codes by is_transient, then by HTTP status."""
         return classify_whatsapp(error)
+
+    def opted_out(self, error: ProviderError) -> str | None:
+        """131050: the user stopped marketing messages from the business (their other messages still go)."""
+        return "marketing" if error.code == MARKETING_OPT_OUT else None
 
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> None:
         """X-Hub-Signature-256 over the raw bytes with the app secret, compared in constant time."""

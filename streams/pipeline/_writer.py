@@ -165,6 +165,15 @@ class Writer:
             contact.revoke_consent(channel, category, source)
         self._collect_contact(contact, command, effects)
 
+    def _opted_out(self, contact: Contact, channel: Channel, scope: str, command: Mapping[str, Any],
+                   effects: Effects) -> None:
+        """A failed receipt said the recipient opted out: of marketing only (WhatsApp's 131050), or of all."""
+        source = f"provider:{command.get('code')}"
+        if scope != "marketing":
+            self._revoke_all(contact, channel, source, command, effects)
+        elif contact.revoke_consent(channel, ConsentCategory.MARKETING, source):
+            self._collect_contact(contact, command, effects)
+
     def _on_receipt(self, row: ContactRow, command: Mapping[str, Any], now: float, effects: Effects) -> None:
         slot = row.messages.get(command["message_id"])
         if slot is None:
@@ -187,6 +196,8 @@ class Writer:
     def _receipt_failed(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
                         effects: Effects) -> None:
         outcome = Outcome(command.get("outcome", Outcome.PERMANENT_FAILURE))
+        if command.get("consent_revoked") and row.contact is not None:
+            self._opted_out(row.contact, self._kind(slot), str(command["consent_revoked"]), command, effects)
         changed = slot.message.record_failure(
             _FAILURE_OF.get(outcome, FailureClass.UNKNOWN), _at(command["at"]),
             provider_message_id=command["provider_message_id"], provider_code=command.get("code"),

@@ -157,6 +157,20 @@ def test_a_failed_receipt_carries_the_first_code_its_detail_and_the_drivers_outc
     assert (throttled["detail"], throttled["outcome"]) == ("limit", "retry_recipient_later")
 
 
+def test_a_failed_receipt_that_says_the_user_stopped_marketing_withdraws_that_consent(mapper: ItemMapper) -> None:
+    driver = WhatsAppDriver()
+    stopped = receipt(ReceiptStatus.FAILED, errors=(ProviderError("131050", "User stopped marketing messages"),))
+    command = receipt_command(stopped, driver.classify, driver.opted_out)
+    assert command is not None
+    assert (command["outcome"], command["consent_revoked"]) == ("permanent_failure", "marketing")
+    other = receipt_command(receipt(ReceiptStatus.FAILED, errors=(ProviderError("131026", "x"),)), driver.classify,
+                            driver.opted_out)
+    assert other is not None
+    assert "consent_revoked" not in other
+    [output] = mapper.map(SOURCE, "whatsapp", [stopped]).outputs  # the normaliser asks the channel's driver
+    assert output.value["consent_revoked"] == "marketing"
+
+
 def test_a_failed_receipt_without_errors_is_a_permanent_failure() -> None:
     command = receipt_command(receipt(ReceiptStatus.FAILED), WhatsAppDriver().classify)
     assert command is not None

@@ -209,3 +209,9 @@ def test_from_settings_reads_secrets_from_the_environment(monkeypatch: pytest.Mo
 def test_docs_outcome_table_matches_the_code_table() -> None:
     sms, _ = driver()
     check("Outcome of every Twilio error code", sms.classify, TWILIO_ERROR_CODES)
+
+
+def test_a_failed_receipt_for_an_unsubscribed_number_withdraws_all_consent() -> None:
+    sms, _ = driver()
+    assert sms.opted_out(ProviderError("21610", "Attempt to send to unsubscribed recipient")) == "all"
+    assert sms.opted_out(ProviderError("30003", "Unreachable destination handset")) is None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregates import Channel, ConsentCategory
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import PROBE_FLOOR_SECONDS, Effects, Writer
 from switchboard._config_parse import load_bytes
@@ -259,6 +260,26 @@ def test_a_provider_opt_out_revokes_the_contacts_consent(config: PipelineConfig)
     effects = w.handle(row, outcome(job, "permanent_failure", consent_revoked=True,
                                     error={"code": "21610", "message": "unsubscribed"}), NOON + 1)
     assert "Contact.ConsentRevoked" in event_types(effects)
+
+
+def test_a_failed_receipt_saying_the_user_stopped_marketing_revokes_only_marketing(config: PipelineConfig) -> None:
+    row, w = ContactRow(), writer(config)
+    contact = contact_command()["contact_id"]
+    w.handle(row, contact_command(), NOON)
+    for category in ("marketing", "utility"):
+        w.handle(row, {"kind": "consent", "command_id": f"g-{category}", "tenant": "acme", "contact_id": contact,
+                       "action": "grant", "channel": "whatsapp", "category": category}, NOON)
+    job = w.handle(row, request("o-1"), NOON).jobs[0]
+    w.handle(row, outcome(job, "accepted", provider_message_id="wamid.7"), NOON + 1)
+    failed = {"kind": "receipt", "command_id": "rf", "contact_id": contact, "message_id": job["message_id"],
+              "status": "failed", "provider_message_id": "wamid.7", "code": "131050", "outcome": "permanent_failure",
+              "consent_revoked": "marketing", "at": NOON + 2}
+    effects = w.handle(row, failed, NOON + 2)
+    assert event_types(effects).count("Contact.ConsentRevoked") == 1
+    assert row.contact is not None
+    assert not row.contact.has_consent(Channel.WHATSAPP, ConsentCategory.MARKETING)
+    assert row.contact.has_consent(Channel.WHATSAPP, ConsentCategory.UTILITY)
+    assert "Contact.ConsentRevoked" not in event_types(w.handle(row, {**failed, "command_id": "rf2"}, NOON + 3))
 
 
 # SMS through Twilio, whose driver sends text only; order_shipped has a text in two of its three locales.
