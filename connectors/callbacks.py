@@ -2,7 +2,8 @@
 
 `CallbackDispatcher.deliver(target, events)` sends the events of ONE message one at a time: event n+1 is sent
 only after event n got a 2xx. A non-2xx answer, a timeout or a network error retries the same event after
-`RetryPolicy.delay`; a 4xx other than 408/429 is permanent. When an event is given up (permanent answer or
+`RetryPolicy.delay` (or the answer's Retry-After when longer, up to the policy's cap); a 4xx other than 408/429 is
+permanent. When an event is given up (permanent answer or
 `policy.max_attempts` spent) it is dead-lettered together with every later event of that message, which is never
 sent: a receiver must not see "read" after a "delivered" it never got, so order wins over completeness, and the
 dead-letter sink keeps everything needed to redeliver the tail in order. Different messages are delivered
@@ -36,6 +37,7 @@ from connectors._callback_signing import (
     verify_callback,
 )
 from connectors._errors import TransportError, TransportTimeout
+from connectors._http_common import parse_retry_after
 from connectors._privacy import Secret
 from connectors._transport import Transport
 from streams.policies.backoff import RetryPolicy
@@ -274,6 +276,7 @@ class CallbackDispatcher:
                 **self._signer.sign(target.secret, body),  # signed per attempt: a retry is inside the window too
             }
             status: int | None = None
+            asked: float | None = None  # the receiver's Retry-After, in seconds
             try:
                 response = await self._transport.request("POST", target.url, headers, body)
             except TransportTimeout as error:
@@ -287,14 +290,20 @@ class CallbackDispatcher:
                 if is_permanent_status(status):
                     return attempts, DeadLetter(target.url, event, DeadLetterCause.REJECTED,
                                                 f"HTTP {status} is permanent (attempt {attempts})", attempts, status)
-                failure = f"HTTP {status}"
+                failure, asked = f"HTTP {status}", parse_retry_after(response.headers)
             if self._policy.exhausted(attempts):
                 return attempts, DeadLetter(target.url, event, DeadLetterCause.EXHAUSTED,
                                             f"{failure} on the last of {attempts} attempts", attempts, status)
-            delay = self._policy.delay(attempts, self._rng)
+            delay = self._delay(attempts, asked)
             log.info("callback %s to %s failed (%s); attempt %d in %.3f s", event.event_id, _loggable(target.url),
                      failure, attempts + 1, delay)
             await self._sleep(delay)
+
+    def _delay(self, attempts: int, asked: float | None) -> float:
+        """The policy's jittered delay, or longer when the receiver asked for it (429/503 Retry-After), up to the
+        policy's cap: a receiver cannot hold a tenant's ordered stream of callbacks for longer than that."""
+        own = self._policy.delay(attempts, self._rng)
+        return own if asked is None else max(own, min(asked, self._policy.cap_seconds))
 
     @asynccontextmanager
     async def _message_lock(self, key: tuple[str, str]) -> AsyncIterator[None]:

@@ -229,6 +229,18 @@ async def test_transient_statuses_are_retried(status: int) -> None:
     assert sink.letters == []
 
 
+async def test_a_retry_waits_as_long_as_the_receiver_asks_up_to_the_policy_s_cap() -> None:
+    busy = [TransportResponse(429, {"Retry-After": "45"}, b""), TransportResponse(503, {"Retry-After": "9999"}, b""),
+            TransportResponse(503, {"Retry-After": "soon"}, b"")]
+    transport = InMemoryTransport.scripted(busy)
+    transport.handler = lambda request: OK
+    policy, sleeps = RetryPolicy(max_attempts=5, base_seconds=1.0, factor=2.0, cap_seconds=120.0), Sleeps()
+    report = await dispatcher(transport, policy=policy, sleeps=sleeps).deliver(TARGET, events("m-1"))
+    assert report.complete
+    assert sleeps.delays[:2] == [45.0, 120.0]  # as asked; a day asked for is held to the cap
+    assert sleeps.delays[2] <= policy.ceiling(3)  # an unreadable Retry-After: the policy's own jittered delay
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
 async def test_permanent_4xx_dead_letters_the_event_and_the_rest_of_the_message(status: int) -> None:
     def handler(request: TransportRequest) -> TransportResponse:
