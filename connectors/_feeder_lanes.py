@@ -86,7 +86,7 @@ class DeliveryLanes:
         secret = self._secrets(event.tenant_id)
         if secret is None:  # checked first: the reason must name what the operator has to fix
             self._warn_once(event.tenant_id)
-            return DeadLetter(url, event, DeadLetterCause.SKIPPED, NO_SIGNING_SECRET, 0)
+            return DeadLetter(url, event, DeadLetterCause.UNSENDABLE, NO_SIGNING_SECRET, 0)
         earlier = self._given_up.get(lane)
         if earlier is not None:
             return DeadLetter(url, event, DeadLetterCause.SKIPPED,
@@ -94,7 +94,7 @@ class DeliveryLanes:
         try:
             return CallbackTarget(url, secret)
         except ValueError:
-            return DeadLetter(url, event, DeadLetterCause.SKIPPED, INVALID_CALLBACK_URL, 0)
+            return DeadLetter(url, event, DeadLetterCause.UNSENDABLE, INVALID_CALLBACK_URL, 0)
 
     async def _give_up(self, lane: Lane, letter: DeadLetter) -> None:
         await self._dead_letters.put(letter)

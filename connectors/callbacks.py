@@ -146,6 +146,7 @@ class DeadLetterCause(StrEnum):
     REJECTED = "rejected"  # a permanent 4xx answer
     EXHAUSTED = "exhausted"  # policy.max_attempts attempts, none answered 2xx
     SKIPPED = "skipped"  # never sent: an earlier event of the same message was given up
+    UNSENDABLE = "unsendable"  # never sent: the tenant has no signing secret, or its URL is not one we send to
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,7 @@ async def test_a_flaky_receiver_gets_every_event_in_order_signed_and_unsigned_te
     assert [(letter["event"]["message_id"], letter["event"]["sequence"]) for letter in letters] == [
         (str(orphan.id), n) for n in (5, 6, 7, 8)]
     assert {(letter["reason"], letter["cause"], letter["attempts"]) for letter in letters} == {
-        (NO_SIGNING_SECRET, "skipped", 0)}
+        (NO_SIGNING_SECRET, "unsendable", 0)}
     assert SECRET not in json.dumps(letters)
     assert PHONE not in json.dumps(letters) + json.dumps(receiver.accepted)
 

@@ -103,9 +103,9 @@ async def test_without_a_secret_nothing_is_sent_and_the_tenant_is_logged_once(
             await task
     assert transport.requests == []
     assert [(d.event.event_id, d.cause, d.reason, d.attempts) for d in sink.letters] == [
-        ("m-1:1", DeadLetterCause.SKIPPED, NO_SIGNING_SECRET, 0),
-        ("m-1:2", DeadLetterCause.SKIPPED, NO_SIGNING_SECRET, 0),
-        ("m-2:1", DeadLetterCause.SKIPPED, NO_SIGNING_SECRET, 0)]
+        ("m-1:1", DeadLetterCause.UNSENDABLE, NO_SIGNING_SECRET, 0),
+        ("m-1:2", DeadLetterCause.UNSENDABLE, NO_SIGNING_SECRET, 0),
+        ("m-2:1", DeadLetterCause.UNSENDABLE, NO_SIGNING_SECRET, 0)]
     warnings = [r for r in caplog.records if "no signing secret" in r.getMessage()]
     assert len(warnings) == 1
     assert "SWITCHBOARD_CALLBACK_SECRET_GLOBEX" in warnings[0].getMessage()
@@ -132,7 +132,8 @@ async def test_an_unusable_url_is_dead_lettered_not_sent() -> None:
     lane, sink = lanes(transport)
     await lane.submit("ftp://files.example/x", event("m-1", 1))
     assert transport.requests == []
-    assert [(d.reason, d.target_url) for d in sink.letters] == [(INVALID_CALLBACK_URL, "ftp://files.example/x")]
+    assert [(d.reason, d.target_url, d.cause) for d in sink.letters] == [
+        (INVALID_CALLBACK_URL, "ftp://files.example/x", DeadLetterCause.UNSENDABLE)]
 
 
 class BrokenSink:
