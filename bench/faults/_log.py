@@ -42,10 +42,16 @@ class TopicLog:
                                     max_partition_fetch_bytes=4 * 1024 * 1024, request_timeout_ms=60_000)
         await consumer.start()
         self._consumer = consumer
+        await self._assign()
+
+    async def _assign(self) -> bool:
+        """Reads the topic's partitions from the beginning; False while the topic is not known (yet)."""
+        assert self._consumer is not None
         parts = await self._partitions()
         if parts:
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
+            self._consumer.assign(parts)
+            await self._consumer.seek_to_beginning(*parts)
+        return bool(parts)
 
     async def _partitions(self) -> list[TopicPartition]:
         """The topic's partitions; none when it does not exist (after a few metadata refreshes)."""
@@ -69,8 +75,11 @@ class TopicLog:
 
     async def _poll(self) -> None:
         assert self._consumer is not None
-        if not self._consumer.assignment():
-            await asyncio.sleep(0.5)  # a topic that does not exist (yet): nothing to read
+        # A topic created just before may not be in the broker's metadata yet (seconds on a loaded machine): it is
+        # looked up again every round. A follower that gave up at start read nothing for a whole scenario, which
+        # then timed out with every message settled in the log (a CI run of the quick state-loss scenario).
+        if not self._consumer.assignment() and not await self._assign():
+            await asyncio.sleep(0.5)
             return
         try:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
@@ -107,13 +116,23 @@ class TopicLog:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         if self._consumer is not None:
             await stop_consumer(self._consumer)
             self._consumer = None
+
+
+async def stop_task(task: asyncio.Task[Any], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Cancels a reading task, and again every `grace` seconds while it swallows the cancel (an aiokafka call inside
+    it can, #983): a cleanup that awaited it once could wait for ever, past pytest's timeout, leaving children."""
+    while True:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if done:
+            with contextlib.suppress(asyncio.CancelledError):
+                task.result()  # the task's own error, if it ended with one, is raised here
+            return
 
 
 async def stop_consumer(consumer: Any, grace: float = STOP_GRACE_SECONDS) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import sys
 import time
@@ -12,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.faults._log import stop_task
 from projections import PROJECTIONS, MemoryStore, Progress, ProjectionStore, catch_up, differences, end_offsets
 from projections._backends import open_backend
 
@@ -91,9 +91,7 @@ class LiveProjections:
         SIGINT on ignored, and each stop waited out its timeout. Nothing is lost: a batch's rows and positions are
         one write, so a follower ended in the middle of one resumes before it (the verifier's catch-up does)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         for process in self._children:
             if process.returncode is None:

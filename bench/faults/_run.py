@@ -59,8 +59,10 @@ async def run_scenario(name: str, messages: int, env: Environment) -> Report:
     except (TimeoutError, PartDied) as error:
         failure = str(error)
     finally:
-        await live.stop()
-        await platform.close()
+        try:
+            await live.stop()
+        finally:
+            await platform.close()  # the children stop whatever the followers' stop did
     report = await check(name, bootstrap, platform.prefix, platform.ledger, verified)
     if failure is not None:
         report.violations.insert(0, failure)

@@ -227,9 +227,11 @@ class Platform:
     # -- end -----------------------------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        if self._events is not None:
-            await self._events.stop()
-        await asyncio.to_thread(self.processes.stop_all)
+        try:
+            if self._events is not None:
+                await self._events.stop()
+        finally:
+            await asyncio.to_thread(self.processes.stop_all)
 
 
 def running(workers: Sequence[Worker]) -> list[Worker]:
