@@ -126,13 +126,10 @@ class TopicLog:
 async def stop_task(task: asyncio.Task[Any], grace: float = STOP_GRACE_SECONDS) -> None:
     """Cancels a reading task, and again every `grace` seconds while it swallows the cancel (an aiokafka call inside
     it can, #983): a cleanup that awaited it once could wait for ever, past pytest's timeout, leaving children."""
-    while True:
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=grace)
-        if done:
-            with contextlib.suppress(asyncio.CancelledError):
-                task.result()  # the task's own error, if it ended with one, is raised here
-            return
+    task.cancel()
+    await _nudged(task, task.cancel, grace)
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()  # the task's own error, if it ended with one, is raised here
 
 
 async def stop_consumer(consumer: Any, grace: float = STOP_GRACE_SECONDS) -> None:
@@ -143,11 +140,20 @@ async def stop_consumer(consumer: Any, grace: float = STOP_GRACE_SECONDS) -> Non
     there until pytest's 600 s timeout, after their scenario had passed. A second cancel lands elsewhere and ends it.
     """
     stopping = asyncio.ensure_future(consumer.stop())
-    while not (await asyncio.wait({stopping}, timeout=grace))[0]:
-        fetcher = getattr(consumer, "_fetcher", None)  # aiokafka has no public handle on it
-        if fetcher is not None:
-            fetcher._fetch_task.cancel()
+    await _nudged(stopping, lambda: _cancel_fetch(consumer), grace)
     await stopping
+
+
+async def _nudged(waited: asyncio.Future[Any], nudge: Callable[[], object], grace: float) -> None:
+    """Returns once `waited` is done, calling `nudge` every `grace` seconds until it is."""
+    while not (await asyncio.wait({waited}, timeout=grace))[0]:
+        nudge()
+
+
+def _cancel_fetch(consumer: Any) -> None:
+    fetcher = getattr(consumer, "_fetcher", None)  # aiokafka has no public handle on it
+    if fetcher is not None:
+        fetcher._fetch_task.cancel()
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Record]:
