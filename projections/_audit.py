@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,10 +15,8 @@ from projections._audit_chain import (
     parse_commands,
     parse_events,
 )
-from projections._audit_log import fetch_records, read_key
+from projections._audit_log import OnRead, fetch_records, read_key
 from projections._audit_state import BadTime, contact_state, message_state, parse_time
-
-Progress = Callable[[int, int], None]  # records read so far, records to read
 
 __all__ = ["AuditLine", "BadTime", "MessageAudit", "RecipientAudit", "audit_message", "audit_recipient",
            "parse_time", "render", "render_recipient", "to_json"]
@@ -49,7 +46,7 @@ class RecipientAudit:
 
 
 async def audit_message(bootstrap: str, prefix: str, message_id: str, contact_id: str, since: datetime | None = None,
-                        progress: Progress | None = None) -> MessageAudit:
+                        progress: OnRead | None = None) -> MessageAudit:
     """Reads the contact's partitions of the commands and the message events (from `since`, if given), and the
     records they point at; `progress(read, total)` as the partitions are read."""
     log = await _contact_log(bootstrap, prefix, contact_id, since, progress)
@@ -57,7 +54,7 @@ async def audit_message(bootstrap: str, prefix: str, message_id: str, contact_id
 
 
 async def audit_recipient(bootstrap: str, prefix: str, contact_id: str, as_of: datetime | None = None,
-                          since: datetime | None = None, progress: Progress | None = None) -> RecipientAudit:
+                          since: datetime | None = None, progress: OnRead | None = None) -> RecipientAudit:
     """Every message of the contact in the order requested, the contact's own events, and states at `as_of`.
     A state needs the whole history, so `as_of` and `since` do not go together."""
     if as_of is not None and since is not None:
@@ -75,7 +72,7 @@ async def audit_recipient(bootstrap: str, prefix: str, contact_id: str, as_of: d
 
 
 async def _contact_log(bootstrap: str, prefix: str, contact_id: str, since: datetime | None,
-                       progress: Progress | None) -> ContactLog:
+                       progress: OnRead | None) -> ContactLog:
     commands, message_events, contact_events = (prefix + name for name in
                                                 ("sb.commands", "sb.events.message", "sb.events.contact"))
     found = await read_key(bootstrap, [commands, message_events, contact_events], contact_id, since, progress)

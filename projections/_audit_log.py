@@ -15,9 +15,10 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from switchboard.kafka_io import MURMUR2_PARTITIONER
 
-__all__ = ["LogRecord", "Pointer", "fetch_records", "pointer_of", "read_key"]
+__all__ = ["LogRecord", "OnRead", "Pointer", "fetch_records", "pointer_of", "read_key"]
 
 Pointer = tuple[str, int, int]  # topic, partition, offset
+OnRead = Callable[[int, int], None]  # records read so far, records to read
 _FETCH_SECONDS = 30.0  # a record the broker says exists but does not hand over within this is reported missing
 
 
@@ -60,7 +61,7 @@ def pointer_of(value: Any) -> Pointer | None:
 
 
 async def read_key(bootstrap: str, topics: Iterable[str], key: str, since: datetime | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, list[LogRecord]]:
+                   progress: OnRead | None = None) -> dict[str, list[LogRecord]]:
     """Every record with this key on each topic, in offset order, up to the end the topic had when asked; with
     `since`, only those from the first record stamped at or after it. `progress(read, total)` after each fetch.
 
@@ -114,7 +115,7 @@ def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPart
 
 
 async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], key: bytes,
-                       since: datetime | None, progress: Callable[[int, int], None] | None) -> list[LogRecord]:
+                       since: datetime | None, progress: OnRead | None) -> list[LogRecord]:
     """The partitions' records with this key, up to their ends now. The key is compared before anything is built:
     a partition holds every other contact of its hash and the partition clock's ticks, by the million."""
     consumer.assign(partitions)
