@@ -9,13 +9,14 @@ from urllib.parse import parse_qsl, quote
 
 from connectors._items import NormalizedItem, ReceiptItem
 
-__all__ = ["QUERY_HEADER", "REFERENCE_PARAM", "query_of", "signed_url", "url_with_reference",
+__all__ = ["QUERY_HEADER", "QUERY_RECORD_HEADER", "REFERENCE_PARAM", "query_of", "signed_url", "url_with_reference",
            "with_callback_reference"]
 
 REFERENCE_PARAM: Final = "sb_ref"
 # The receiver hands a webhook's raw query string to the driver's verify_webhook under this name (set from the
-# request itself, whatever a client sent) and keeps it on the raw record under "query".
+# request itself, whatever a client sent) and keeps it on the raw record under QUERY_RECORD_HEADER.
 QUERY_HEADER: Final = "x-switchboard-query"
+QUERY_RECORD_HEADER: Final = "query"
 
 
 def url_with_reference(url: str, reference: str) -> str:

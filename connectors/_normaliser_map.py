@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from aggregates import Contact
-from connectors._callback_reference import with_callback_reference
+from connectors._callback_reference import QUERY_RECORD_HEADER, with_callback_reference
 from connectors._driver import ChannelDriver
 from connectors._items import (
     AccountErrorItem,
@@ -232,7 +232,7 @@ class ItemMapper:
         if not driver.capabilities.callback_reference:
             return items
         # The receiver verified the query with the body: it names the message the callback URL was made for.
-        return with_callback_reference(items, headers.get("query", ""))
+        return with_callback_reference(items, headers.get(QUERY_RECORD_HEADER, ""))
 
     def map(self, source: Source, driver_name: str, items: list[NormalizedItem]) -> Mapped:
         """Every item in order: commands for receipts of ours and inbound messages, dead letters for the rest."""

@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import Counter, Histogram
 
-from connectors._callback_reference import QUERY_HEADER
+from connectors._callback_reference import QUERY_HEADER, QUERY_RECORD_HEADER
 from connectors._driver import ChannelDriver
 from connectors._errors import MalformedWebhook, WebhookRejected
 from connectors._hub import SIGNATURE_HEADER, header_value
@@ -124,7 +124,7 @@ async def handle_post(request: web.Request) -> web.Response:
                CONTENT_SHA256: hashlib.sha256(raw).hexdigest(),
                **{name: value.decode() for name, value in record_headers()}}  # the request's trace, child span
     if query := _raw_query(request):
-        headers["query"] = query  # a per-message callback URL's: it names the message (sb_ref)
+        headers[QUERY_RECORD_HEADER] = query  # a per-message callback URL's: it names the message (sb_ref)
     with metrics.stage.observe():
         async with asyncio.timeout(config.write_timeout):
             await sink.accept(channel, raw, headers)
