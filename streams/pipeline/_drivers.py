@@ -30,7 +30,6 @@ class DriverPool:
     """Drivers built lazily from `[[channels]]` (`driver`, `settings`); rebuilt when a channel's declaration changes."""
 
     def __init__(self, concurrency: int = 64) -> None:
-        self._classes: dict[str, type[ChannelDriver]] | None = None
         self._drivers: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ChannelDriver]] = {}
         self._gate = asyncio.Semaphore(concurrency)  # bounded concurrency towards the providers
 
@@ -42,7 +41,7 @@ class DriverPool:
         identity = (channel.driver, channel.settings)
         known = self._drivers.get(channel_id)
         if known is None or known[0] != identity:
-            driver_class = self._load()[channel.driver]
+            driver_class = _driver_classes()[channel.driver]
             self._drivers[channel_id] = (identity, driver_class.from_settings(dict(channel.settings)))
         return self._drivers[channel_id][1]
 
@@ -55,11 +54,6 @@ class DriverPool:
         """Closes every driver (their HTTP sessions)."""
         for _, driver in self._drivers.values():
             await driver.aclose()
-
-    def _load(self) -> dict[str, type[ChannelDriver]]:
-        if self._classes is None:
-            self._classes = _driver_classes()
-        return self._classes
 
 
 @functools.cache
