@@ -63,7 +63,7 @@ def _checked_media(media: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _template(config: PipelineConfig, name: str, message: Message, contact: Contact) -> Rendered:
     ref = _declared(config, name)
-    requested = message.locale or contact.preferences.language or ref.default_locale
+    requested = _requested_locale(ref, message, contact)
     try:
         locale = choose_locale(requested, ref.default_locale, ref.locales)
         bound = bind_parameters(ref.parameters, dict(message.parameters))
@@ -80,7 +80,7 @@ def _template_text(config: PipelineConfig, name: str, message: Message, contact:
     texts = dict(ref.texts)
     if not texts:
         raise RenderFailure(f"template {name!r} has no text for a channel that sends text only (declare its `text`)")
-    requested = message.locale or contact.preferences.language or ref.default_locale
+    requested = _requested_locale(ref, message, contact)
     fallback = ref.default_locale if ref.default_locale in texts else next(iter(texts))
     try:
         locale = choose_locale(requested, fallback, texts)
@@ -89,6 +89,11 @@ def _template_text(config: PipelineConfig, name: str, message: Message, contact:
     except RenderError as error:
         raise RenderFailure(f"template {name!r} as text: {error}") from error
     return Rendered({"type": "text", "body": body}, f"template {name}[{locale}] as text: {body}", locale)
+
+
+def _requested_locale(ref: TemplateRef, message: Message, contact: Contact) -> str:
+    """The message's locale, else the contact's language, else the template's default."""
+    return message.locale or contact.preferences.language or ref.default_locale
 
 
 def _declared(config: PipelineConfig, name: str) -> TemplateRef:
