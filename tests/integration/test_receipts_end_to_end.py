@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from aggregates import Contact, Message
-from connectors import SIGNATURE_HEADER, OutboundMessage, Text, hub_signature
+from connectors import SIGNATURE_HEADER, ChannelDriver, OutboundMessage, Text, hub_signature
 from connectors._feeder_kafka import topic_partitions
 from connectors.normaliser import Normaliser, NormaliserConfig
 from connectors.receiver import KafkaWebhookSink, ReceiverConfig, build_receiver_app
@@ -80,15 +80,16 @@ class NormaliserCommand:
 
 
 @asynccontextmanager
-async def receiver(sink: KafkaWebhookSink) -> AsyncIterator[str]:
-    """The receiver app (secrets from the environment, as `switchboard receiver`) on an ephemeral port."""
-    driver = WhatsAppDriver.from_settings({})
-    runner = web.AppRunner(build_receiver_app(ReceiverConfig({"whatsapp": driver}), sink), shutdown_timeout=1.0)
+async def receiver(sink: KafkaWebhookSink, driver: ChannelDriver | None = None) -> AsyncIterator[str]:
+    """The receiver app on an ephemeral port with one channel's driver (by default WhatsApp's, secrets from the
+    environment, as `switchboard receiver`): that channel's webhook URL. The driver is closed afterwards."""
+    driver = driver or WhatsAppDriver.from_settings({})
+    runner = web.AppRunner(build_receiver_app(ReceiverConfig({driver.channel: driver}), sink), shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     try:
-        yield f"http://{host}:{port}/webhooks/whatsapp"
+        yield f"http://{host}:{port}/webhooks/{driver.channel}"
     finally:
         await runner.cleanup()
         await driver.aclose()

@@ -12,10 +12,9 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.normaliser import Normaliser, NormaliserConfig
-from connectors.receiver import KafkaWebhookSink, ReceiverConfig, build_receiver_app
+from connectors.receiver import KafkaWebhookSink
 from connectors.twilio_simulator import TwilioSimulator, TwilioSimulatorConfig
 from connectors.twilio_sms import ENV_ACCOUNT_SID, ENV_AUTH_TOKEN, TwilioSmsDriver
 from streams.pipeline import send_reference
@@ -33,6 +32,7 @@ from tests.integration.pipeline_support import (
     types,
     write_pipeline,
 )
+from tests.integration.test_receipts_end_to_end import receiver
 
 PUBLIC_URL = "https://hooks.example.com/webhooks/sms?tenant=acme"  # as Twilio reaches us, through the edge
 INPROCESS_SMS = 'provider = "sms-gateway"\ndriver = "inprocess"'
@@ -115,14 +115,6 @@ async def _receiver(sink: KafkaWebhookSink, public_url: str | None = PUBLIC_URL)
     """The receiver with the Twilio driver (secrets from the environment) on an ephemeral port: its SMS URL.
     Twilio's signatures are checked against `public_url`, or against the receiver's own URL when None."""
     sms = TwilioSmsDriver.from_settings({"webhook_url": public_url or "http://127.0.0.1"})
-    runner = web.AppRunner(build_receiver_app(ReceiverConfig({"sms": sms}), sink), shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    url = f"http://{host}:{port}/webhooks/sms"
-    sms.config = replace(sms.config, webhook_url=public_url or url)  # the receiver's URL is known once it listens
-    try:
+    async with receiver(sink, sms) as url:
+        sms.config = replace(sms.config, webhook_url=public_url or url)  # its URL is known once it listens
         yield url
-    finally:
-        await runner.cleanup()
-        await sms.aclose()
