@@ -34,6 +34,9 @@ class Capabilities:
     # Receipts come to a per-message callback URL that carries our reference (`sb_ref`) and the signature covers
     # that URL, so the normaliser may take the reference from the query (connectors/_callback_reference.py).
     callback_reference: bool = False
+    # Some receipts name only the recipient (and a provider message id or a watermark time), not our message: the
+    # normaliser finds the contact by address and the writer the message by provider id or send time (Messenger).
+    receipts_by_recipient: bool = False
 
 
 class ChannelDriver(abc.ABC):

@@ -70,6 +70,8 @@ class ReceiptItem(MaskedRepr):
     pricing: Pricing | None = None
     conversation: Conversation | None = None
     business_account_id: str | None = None
+    # A watermark (Messenger's): every message sent to `recipient_id` at or before `occurred_at` reached `status`.
+    watermark: bool = False
 
     @property
     def dedupe_key(self) -> tuple[str, str]:

@@ -44,6 +44,7 @@ __all__ = [
     "Unparseable",
     "inbound_command",
     "receipt_command",
+    "recipient_receipt_command",
     "stable_id",
 ]
 
@@ -144,6 +145,22 @@ def receipt_command(item: ReceiptItem, classify: Callable[[ProviderError], Outco
         if revoked is not None:
             command["consent_revoked"] = revoked
     return command
+
+
+def recipient_receipt_command(item: ReceiptItem, channel: ChannelConfig, index: AddressIndex
+                              ) -> dict[str, Any] | None:
+    """The `recipient_receipt` command for a receipt that names only its recipient (Messenger's delivered and
+    read): keyed to the contact with that address; None when no contact of the channel's tenant has it."""
+    kind = channel.kind.value
+    contact_id = index.lookup(channel.tenant, kind, item.recipient_id) if item.recipient_id else None
+    if contact_id is None or item.status is ReceiptStatus.FAILED:  # failures always name the message
+        return None
+    at = _iso(item.occurred_at)
+    return {"kind": "recipient_receipt", "v": 1,
+            "command_id": stable_id(item.channel, contact_id, item.provider_message_id, item.status.value, at),
+            "contact_id": contact_id, "channel": kind, "status": RECEIPT_STATUSES[item.status],
+            "provider_status": item.status.value, "provider_message_id": item.provider_message_id, "at": at,
+            "watermark": item.watermark}
 
 
 def inbound_command(item: InboundItem, channel: ChannelConfig, index: AddressIndex) -> dict[str, Any]:
@@ -267,6 +284,8 @@ class ItemMapper:
         channel = directory.by_account(driver_name, item.account_id) or directory.for_driver(driver_name)[0]
         driver = self._drivers.driver(channel)
         command = receipt_command(item, driver.classify, driver.opted_out)
+        if command is None and driver.capabilities.receipts_by_recipient:
+            command = recipient_receipt_command(item, channel, self.index)
         if command is None:
             mapped.foreign_receipts += 1
             # No provider message id in the log line: WhatsApp's wamid embeds the recipient's number.
@@ -275,7 +294,8 @@ class ItemMapper:
             return
         if _log.isEnabledFor(logging.DEBUG):  # three receipts per message: at INFO this line was a fifth of our CPU
             with tracing.use(tracing.continuing(command.get("trace_id"))):
-                _log.debug("%s receipt %s for message %s", driver_name, command["status"], command["message_id"])
+                _log.debug("%s receipt %s for message %s", driver_name, command["status"],
+                           command.get("message_id") or f"of contact {command['contact_id']}")
         mapped.outputs.append(Output(OutputKind.COMMAND, command["contact_id"], command))
 
     def _inbound(self, mapped: Mapped, directory: ChannelDirectory, source: Source, driver_name: str,

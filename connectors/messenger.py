@@ -118,6 +118,7 @@ class MessengerDriver(ChannelDriver):
         handshake=True,
         outcomes=frozenset({Outcome.ACCEPTED, Outcome.RETRY_LATER, Outcome.NEEDS_TEMPLATE,
                             Outcome.PERMANENT_FAILURE, Outcome.STOP_ACCOUNT}),
+        receipts_by_recipient=True,  # delivered and read name the user (and mids or a watermark), not our id
     )
 
     def __init__(self, config: MessengerConfig | None = None, *, transport: Transport | None = None) -> None:
@@ -270,13 +271,15 @@ def _event(event: Mapping[str, Any], page_id: str) -> list[NormalizedItem]:
     if isinstance(event.get("delivery"), dict):
         delivery = event["delivery"]
         when = _when(delivery["watermark"])
-        mids = delivery.get("mids") or [f"watermark:{delivery['watermark']}"]
-        return [ReceiptItem(CHANNEL, page_id, str(mid), ReceiptStatus.DELIVERED, when, recipient_id=sender)
-                for mid in mids]
+        # The mids (when given) name some messages; the watermark covers every one sent before it, those too.
+        return [*(ReceiptItem(CHANNEL, page_id, str(mid), ReceiptStatus.DELIVERED, when, recipient_id=sender)
+                  for mid in delivery.get("mids") or ()),
+                ReceiptItem(CHANNEL, page_id, f"watermark:{delivery['watermark']}", ReceiptStatus.DELIVERED, when,
+                            recipient_id=sender, watermark=True)]
     if isinstance(event.get("read"), dict):
         watermark = event["read"]["watermark"]
         return [ReceiptItem(CHANNEL, page_id, f"watermark:{watermark}", ReceiptStatus.READ, _when(watermark),
-                            recipient_id=sender)]
+                            recipient_id=sender, watermark=True)]
     kinds = [key for key in event if key not in ("sender", "recipient", "timestamp")]
     return [UnhandledItem(CHANNEL, kinds[0] if kinds else "messaging", "event kind not normalised", page_id,
                           raw=event)]

@@ -24,6 +24,8 @@ _EVENT_FIELDS = ("channel", "sender", "attempt", "provider_message_id", "provide
                  "category", "source", "granted", "text")
 _COMMAND_FIELDS = ("outcome", "attempt", "status", "provider_message_id", "code", "detail", "sent_at", "trigger",
                    "event_type", "requested_by", "error", "action", "channel", "category", "at")
+# The commands the normaliser makes from a raw webhook (its line is placed before theirs).
+_WEBHOOK_COMMANDS = frozenset({"receipt", "recipient_receipt", "inbound"})
 # What the timer a clock tick fired was for, by the message's event just before it.
 _TIMERS = {"MessageRetryScheduled": "the retry was due", "MessageDeferred": "the deferral ended",
            "MessageDispatchAttempted": "no answer from the send in time",
@@ -202,7 +204,7 @@ class _Chain:
         source = self._log.sources.get(pointer) if pointer is not None else None
         if source is not None and source.position not in self._placed:
             self._placed.add(source.position)
-            lines.append(_webhook(source) if command.kind in {"receipt", "inbound"} else _business(source))
+            lines.append(_webhook(source) if command.kind in _WEBHOOK_COMMANDS else _business(source))
         cause, because = self._command_cause(command, pointer, source)
         value = command.value
         details = {name: value[name] for name in _COMMAND_FIELDS if value.get(name) is not None}
@@ -216,7 +218,7 @@ class _Chain:
     def _command_cause(self, command: Command, pointer: Pointer | None,
                        source: LogRecord | None) -> tuple[str | None, str]:
         value = command.value
-        if command.kind in {"receipt", "inbound"}:
+        if command.kind in _WEBHOOK_COMMANDS:
             if source is not None:
                 return source.position, f"{value.get('channel') or _header(source, 'channel')} webhook"
             return None, _missing("raw webhook", pointer, "written before raw-source headers")

@@ -32,9 +32,12 @@ COMMAND_VERSION: Final = 1
 #   consent  -- an opt-in or opt-out decision (grant | revoke) for a channel and category
 #   inbound  -- the contact wrote to us (opens the 24-hour window; STOP revokes consent)
 #   receipt  -- a provider receipt, normalised from a webhook (sent | delivered | read | failed)
+#   recipient_receipt -- a receipt that names only the recipient (Messenger's delivered and read): one provider
+#               message id, or a watermark time covering every message sent on the channel before it
 #   outcome  -- what the dispatcher's send attempt came to
 #   tick     -- the partition's clock: due timers (quiet hours over, retry due, deadline passed) fire
-COMMAND_KINDS: Final = frozenset({"request", "contact", "trigger", "consent", "inbound", "receipt", "outcome", "tick"})
+COMMAND_KINDS: Final = frozenset({"request", "contact", "trigger", "consent", "inbound", "receipt", "recipient_receipt",
+                                  "outcome", "tick"})
 # What reaches the dispatcher (sb.dispatch, key sender account "<channel>/<sender>"): a send job, a tick, or the
 # writer's probe after an attempt it has heard nothing of (the dispatcher answers with what it knows of it).
 JOB_KINDS: Final = frozenset({"send", "tick", "probe"})
@@ -48,6 +51,7 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "consent": ("command_id", "tenant", "contact_id", "action", "channel", "category"),
     "inbound": ("command_id", "tenant", "contact_id", "channel", "provider_message_id", "address", "at"),
     "receipt": ("command_id", "contact_id", "message_id", "status", "provider_message_id", "at"),
+    "recipient_receipt": ("command_id", "contact_id", "channel", "status", "provider_message_id", "at"),
     "outcome": ("command_id", "contact_id", "message_id", "attempt", "outcome"),
     "tick": ("at",),
     "send": ("message_id", "contact_id", "tenant", "attempt", "channel", "sender", "address", "content", "priority"),

@@ -35,6 +35,7 @@ class MessageSlot:
     media: dict[str, Any] | None = None  # a header for a template, or the media of a free-form message
     seq: int = 0  # the contact's request order: the queue is ordered by priority, then this
     probes: int = 0  # probes of the attempt in dispatch so far: each waits twice as long as the one before
+    accepted_at: float | None = None  # epoch seconds the provider accepted the attempt: a watermark's reference
 
     @property
     def channel(self) -> str | None:
@@ -59,6 +60,10 @@ class ContactRow:
     applied_offset: int = -1  # source offset last applied: a record at or below it is a redelivery
     applied_cluster: str = ""  # the cluster of that offset (_guard.py)
     requests: int = 0  # requests seen, numbering each message's place in the contact's order
+    # "<channel>/<status>" -> the highest watermark (epoch seconds) of receipts that name only the recipient
+    # (Messenger's delivered and read): every message sent on the channel at or before it reached the status. A
+    # plain default, not a factory, so that rows pickled before it have it too (None).
+    watermarks: dict[str, float] | None = None
 
     def enqueue(self, message_id: str, rank: int) -> None:
         """Queues a message in its place: by priority, then by request order, whatever brought it back

@@ -183,6 +183,50 @@ class Writer:
             self._receipt_failed(row, slot, command, now, effects)
             return
         message.record_receipt(ReceiptStatus(command["status"]), command["provider_message_id"], at)
+        self._receipt_recorded(row, slot, now, effects)
+        if command["status"] == "sent":  # the provider's own send time: a watermark seen earlier may cover it
+            self._apply_watermarks(row, slot, now, effects)
+
+    def _on_recipient_receipt(self, row: ContactRow, command: Mapping[str, Any], now: float,
+                              effects: Effects) -> None:
+        """A receipt naming only the recipient (Messenger's): one provider message id, or a watermark time that
+        covers every message sent on the channel at or before it. The highest watermark per channel and status is
+        kept, so a message whose send is recorded later (its echo, its acceptance) is still covered."""
+        channel, status = command["channel"], ReceiptStatus(command["status"])
+        provider_id, at = command["provider_message_id"], _at(command["at"])
+        if not command.get("watermark"):
+            slot = next((s for s in row.messages.values() if provider_id in s.message.provider_message_ids.values()
+                         and self._kind(s).value == channel), None)
+            if slot is not None and slot.message.record_receipt(status, provider_id, at):
+                self._receipt_recorded(row, slot, now, effects)
+            return
+        key = f"{channel}/{status.value}"
+        watermarks = row.watermarks = dict(row.watermarks or {})
+        watermarks[key] = max(watermarks.get(key, 0.0), at.timestamp())
+        for slot in list(row.messages.values()):
+            self._apply_watermarks(row, slot, now, effects)
+
+    def _apply_watermarks(self, row: ContactRow, slot: MessageSlot, now: float, effects: Effects) -> None:
+        """Records the receipts the row's watermarks imply for one sent message: each watermark at or after the
+        provider's send time (its sent receipt's, else our acceptance's) covers it."""
+        message = slot.message
+        sent_at = message.status_at(ReceiptStatus.SENT)
+        since = sent_at.timestamp() if sent_at is not None else slot.accepted_at
+        provider_id = message.provider_message_ids.get(message.attempt)
+        if not row.watermarks or since is None or provider_id is None or slot.channel is None:
+            return
+        channel = self._kind(slot).value
+        changed = False
+        for status in (ReceiptStatus.DELIVERED, ReceiptStatus.READ):
+            mark = row.watermarks.get(f"{channel}/{status.value}")
+            if mark is not None and since <= mark and status not in message.receipts:
+                changed |= message.record_receipt(status, provider_id, _dt(mark))
+        if changed:
+            self._receipt_recorded(row, slot, now, effects)
+
+    def _receipt_recorded(self, row: ContactRow, slot: MessageSlot, now: float, effects: Effects) -> None:
+        """After a receipt: a lost attempt's reconcile ends, and a read message stays open only for late ones."""
+        message = slot.message
         if slot.timer_kind == "reconcile":  # the lost attempt did go out: no retry
             slot.timer, slot.timer_kind = None, None
             self._release(row, slot)
@@ -381,6 +425,7 @@ class Writer:
         message = slot.message
         provider_id = command.get("provider_message_id") or f"unknown-{message.id}"
         message.accept(provider_id)
+        slot.accepted_at = now
         self._collect(slot, message, effects)
         row.sent_log.append((now, message.category.value))
         self._release(row, slot)
@@ -393,6 +438,8 @@ class Writer:
             # The provider's failed receipt overtook our record of the acceptance (the webhook can beat the
             # outcome command to the writer): it was recorded then, and it decides now.
             self._fail_over(row, slot, f"receipt failed: {early.provider_code}", now, effects)
+            return
+        self._apply_watermarks(row, slot, now, effects)  # a recipient's watermark may have overtaken the answer
 
     def _failed(self, row: ContactRow, slot: MessageSlot, command: Mapping[str, Any], now: float,
                 effects: Effects) -> None:

@@ -55,7 +55,7 @@ CASES: Sequence[tuple[str, tuple[type, ...], tuple[ReceiptStatus, ...]]] = (
     ("message_quick_reply", (_I,), ()),
     ("message_attachment", (_I,), ()),
     ("message_echo", (_R,), (_S.SENT,)),
-    ("delivery", (_R, _R), (_S.DELIVERED, _S.DELIVERED)),
+    ("delivery", (_R, _R, _R), (_S.DELIVERED, _S.DELIVERED, _S.DELIVERED)),  # two mids, then the watermark
     ("read", (_R,), (_S.READ,)),
     ("batch", (_I, _R, _R, _U), (_S.DELIVERED, _S.READ)),
 )

@@ -136,12 +136,14 @@ def test_events_parse_into_items() -> None:
     assert (echo.status, echo.message_id, echo.provider_message_id, echo.recipient_id) == (
         ReceiptStatus.SENT, "msg-0001", "m_outbound000000000000000042", PSID)
     delivered = messenger.parse_webhook(raw("delivery"))
-    assert [(r.provider_message_id, r.status) for r in delivered if isinstance(r, ReceiptItem)] == [
-        ("m_outbound000000000000000042", ReceiptStatus.DELIVERED),
-        ("m_outbound000000000000000043", ReceiptStatus.DELIVERED)]
+    assert [(r.provider_message_id, r.status, r.watermark) for r in delivered if isinstance(r, ReceiptItem)] == [
+        ("m_outbound000000000000000042", ReceiptStatus.DELIVERED, False),
+        ("m_outbound000000000000000043", ReceiptStatus.DELIVERED, False),
+        ("watermark:1732550640000", ReceiptStatus.DELIVERED, True)]  # it also covers messages the mids leave out
     read, = messenger.parse_webhook(raw("read"))
     assert isinstance(read, ReceiptItem)
-    assert (read.provider_message_id, read.recipient_id, read.message_id) == ("watermark:1732550699000", PSID, None)
+    assert (read.provider_message_id, read.recipient_id, read.message_id, read.watermark) == (
+        "watermark:1732550699000", PSID, None, True)
     assert read.occurred_at.timestamp() == 1732550699
     batch = messenger.parse_webhook(raw("batch"))
     assert isinstance(batch[1], ReceiptItem)

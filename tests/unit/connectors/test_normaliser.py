@@ -234,6 +234,39 @@ def test_a_twilio_status_callback_belongs_to_the_message_its_callback_url_names(
     assert (bare.outputs, bare.foreign_receipts) == ([], 1)
 
 
+MESSENGER_CHANNEL = """
+[[channels]]
+id = "messenger"
+kind = "messenger"
+tenant = "acme"
+provider = "meta-page"
+driver = "messenger"
+[[channels.senders]]
+id = "page-main"
+address = "104400000000001"
+"""
+MESSENGER_FIXTURES = Path(__file__).parents[2] / "contract" / "data" / "messenger"
+
+
+def test_messenger_receipts_naming_only_the_user_go_to_the_contact_with_that_address() -> None:
+    config = load_bytes(Path("pipeline.toml"), (PIPELINE + MESSENGER_CHANNEL).encode())
+    user = registered("acme", "crm-7", {Channel.MESSENGER: "6789012345678901"})
+    mapper = ItemMapper(lambda: config, DriverCache(), AddressIndex.fold([user]))
+    body = (MESSENGER_FIXTURES / "delivery.json").read_bytes()
+    mapped = mapper.map(SOURCE, "messenger", mapper.parse("messenger", {"signature-verified": "true"}, body))
+    commands = [check_command(output.value) for output in mapped.outputs]
+    assert [(c["kind"], c["contact_id"], c["channel"], c["status"], c["provider_message_id"], c["watermark"])
+            for c in commands] == [
+        ("recipient_receipt", str(Contact.create_id("acme", "crm-7")), "messenger", "delivered", mid, watermark)
+        for mid, watermark in [("m_outbound000000000000000042", False), ("m_outbound000000000000000043", False),
+                               ("watermark:1732550640000", True)]]
+    assert len({c["command_id"] for c in commands}) == 3
+    # A user who is no contact of the page's tenant: nobody's receipt, counted as before.
+    stranger = ItemMapper(lambda: config, DriverCache(), AddressIndex())
+    unknown = stranger.map(SOURCE, "messenger", stranger.parse("messenger", {"signature-verified": "true"}, body))
+    assert (unknown.outputs, unknown.foreign_receipts) == ([], 3)
+
+
 # -- inbound messages --------------------------------------------------------------------------------------------
 
 
