@@ -33,6 +33,7 @@ from connectors._ingest_sink import (
 )
 from schemas import EVENT_TOPICS
 from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
+from switchboard.serving import serving
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 from switchboard.tracing import AccessLogger, http_middleware
 
@@ -102,16 +103,9 @@ async def run_ingest(bootstrap: str, clients: IngestClients, *, host: str = "127
     """Serves until `stop` is set (by default: SIGINT or SIGTERM): the topic is ensured and the producer started
     before the port opens."""
     await ensure_topics(bootstrap, [business_topic_spec(prefix, partitions, replication)])
-    async with KafkaEventSink(bootstrap) as sink:
-        runner = web.AppRunner(ingest_app(sink, clients, topic_prefix=prefix), shutdown_timeout=5.0,
-                               access_log_class=AccessLogger)
-        try:
-            await runner.setup()
-            await web.TCPSite(runner, host, port).start()
-            bound = runner.addresses[0][1]  # the real port when 0 asked for an ephemeral one
-            print(f"ingestion on http://{host}:{bound}{EVENTS_PATH} for {len(clients)} client(s), writing to "
-                  f"{prefix}{EVENT_TOPICS['business'].name} at {bootstrap}", flush=True)
-            await until_stopped(stop)
-            _log.info("ingestion stopping")
-        finally:
-            await runner.cleanup()
+    async with KafkaEventSink(bootstrap) as sink, serving(ingest_app(sink, clients, topic_prefix=prefix), host, port,
+                                                          shutdown_timeout=5.0, access_log_class=AccessLogger) as url:
+        print(f"ingestion on {url}{EVENTS_PATH} for {len(clients)} client(s), writing to "
+              f"{prefix}{EVENT_TOPICS['business'].name} at {bootstrap}", flush=True)
+        await until_stopped(stop)
+        _log.info("ingestion stopping")

@@ -32,6 +32,7 @@ from connectors._receiver_sinks import (
 )
 from connectors.registry import get_driver
 from switchboard.observability import HttpMetrics, Observability, kafka_reachable, until_stopped
+from switchboard.serving import serving
 from switchboard.tracing import http_middleware
 
 __all__ = [
@@ -83,18 +84,14 @@ async def run_receiver(bootstrap: str, *, host: str = "127.0.0.1", port: int = 8
     drivers = drivers_from_environment(channels)
     sink = KafkaWebhookSink(bootstrap, prefix=prefix, partitions=partitions)
     await sink.start()
-    runner = web.AppRunner(build_receiver_app(ReceiverConfig(drivers), sink), shutdown_timeout=5.0,
-                           access_log_class=FailuresAccessLogger)
     try:
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        bound = runner.addresses[0][1]  # the real port when 0 asked for an ephemeral one
-        print(f"webhook receiver on http://{host}:{bound}/webhooks/{{{','.join(drivers)}}} "
-              f"writing to {sink.raw_topic} and {sink.rejects_topic} at {bootstrap}", flush=True)
-        await until_stopped(stop)
-        _log.info("webhook receiver stopping")
+        async with serving(build_receiver_app(ReceiverConfig(drivers), sink), host, port, shutdown_timeout=5.0,
+                           access_log_class=FailuresAccessLogger) as url:
+            print(f"webhook receiver on {url}/webhooks/{{{','.join(drivers)}}} "
+                  f"writing to {sink.raw_topic} and {sink.rejects_topic} at {bootstrap}", flush=True)
+            await until_stopped(stop)
+            _log.info("webhook receiver stopping")
     finally:
-        await runner.cleanup()
         await sink.stop()
         for driver in drivers.values():
             await driver.aclose()

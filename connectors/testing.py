@@ -19,6 +19,7 @@ from connectors._errors import MalformedWebhook, SignatureInvalid, SignatureMiss
 from connectors._items import InboundItem, NormalizedItem, ReceiptItem, ReceiptStatus, TemplateUpdateItem
 from connectors._messages import OutboundMessage
 from connectors._results import LocalErrorCode, Outcome, ProviderError, SendResult
+from switchboard.serving import Served, serve
 
 __all__ = ["FAILURE_OUTCOMES", "ChannelDriverContract", "ContractBackend", "WebhookCase", "WebhookReceiver",
            "wait_until"]
@@ -238,7 +239,7 @@ class WebhookReceiver:
         self.bodies: list[tuple[dict[str, str], bytes]] = []
         self.refused: Counter[int] = Counter()
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self._url: str | None = None
 
     @property
@@ -253,17 +254,14 @@ class WebhookReceiver:
         app = web.Application()
         app.router.add_post(self.path, self._post)
         app.router.add_get(self.path, self._get)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}{self.path}"
+        self._served = await serve(app, access_log=None, shutdown_timeout=1.0)
+        self._url = f"{self._served.url}{self.path}"
 
     async def stop(self) -> None:
         """Stops serving."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._served is not None:
+            await self._served.close()
+            self._served = None
 
     async def wait_for(self, predicate: Callable[[list[NormalizedItem]], bool], timeout: float = 5.0) -> None:
         """Waits (on a Condition, no polling) until predicate(items) holds; TimeoutError after `timeout`."""

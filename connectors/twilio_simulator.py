@@ -20,6 +20,7 @@ from aiohttp import web
 from connectors._privacy import mask_phone
 from connectors._simulator_http import PostFailed, WebhookPoster
 from connectors.twilio_sms import SIGNATURE_HEADER, twilio_signature
+from switchboard.serving import Served, serve
 
 __all__ = ["TwilioCounters", "TwilioSimulator", "TwilioSimulatorConfig"]
 
@@ -63,7 +64,7 @@ class TwilioSimulator:
         self._sids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._poster = WebhookPoster(limit=16, timeout=5.0)
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self._url: str | None = None
 
     @property
@@ -81,11 +82,8 @@ class TwilioSimulator:
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post(f"/{_API}/Accounts/{{account}}/Messages.json", self._create)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
-        host, port = self._runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}"
+        self._served = await serve(app, self.config.host, self.config.port, access_log=None)
+        self._url = self._served.url
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -95,8 +93,8 @@ class TwilioSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._poster.aclose()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._served is not None:
+            await self._served.close()
 
     async def _create(self, request: web.Request) -> web.Response:
         self.counters.requests += 1

@@ -37,6 +37,7 @@ from connectors._whatsapp_bodies import (
     webhook_error,
 )
 from connectors.whatsapp import GRAPH_API_VERSION
+from switchboard.serving import Served, serve
 
 __all__ = [
     "DEFAULT_APP_SECRET",
@@ -245,7 +246,7 @@ class WhatsAppSimulator:
         self._last_inbound: dict[tuple[str, str], float] = {}
         self._injected: deque[tuple[int, int | None]] = deque()
         self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self._poster: WebhookPoster | None = None
         self._outbox: _Outbox | None = None
         self._posts = 0  # webhook posts so far: picks the next of several webhook URLs
@@ -264,11 +265,8 @@ class WhatsAppSimulator:
         """Binds the server (port 0: ephemeral) and starts the webhook task."""
         app = web.Application()
         app.router.add_post("/{version}/{phone_number_id}/messages", self._handle_send)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
-        host, port = self._runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}"
+        self._served = await serve(app, self.config.host, self.config.port, access_log=None, shutdown_timeout=1.0)
+        self._url = self._served.url
         # Keep-alive connections, as many as posts in flight.
         self._poster = WebhookPoster(self.config.webhook_concurrency, self.config.webhook_timeout)
         self._outbox = _Outbox(self._post_webhook, self.config.webhook_concurrency)
@@ -277,9 +275,9 @@ class WhatsAppSimulator:
     async def stop(self, *, drain: bool = True, timeout: float = 5.0) -> None:
         """Stops serving; with drain, posts the queued webhooks first (up to timeout), then cancels the rest."""
         self._closing.set()  # releases answers held back for the timeout fault
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._served is not None:
+            await self._served.close()
+            self._served = None
         if self._outbox is not None:
             if drain:
                 await self._outbox.drain(timeout)

@@ -28,6 +28,7 @@ from projections._api_send_log import SendLog, claims_topic_spec
 from projections._message_status import message_key
 from switchboard.errors import SwitchboardError
 from switchboard.observability import until_stopped
+from switchboard.serving import serving
 from switchboard.topics import ensure_topics
 from switchboard.tracing import http_middleware
 
@@ -86,16 +87,13 @@ async def run_api(bootstrap: str, clients: IngestClients, root: Path, *, prefix:
     async with KafkaEventSink(bootstrap) as sink:
         app = api_app(models, clients, follower=follower, throughput=throughput, sessions=sessions,
                       ready_within=ready_within, send_log=SendLog(bootstrap, sink, prefix), limits=limits)
-        runner = web.AppRunner(app, shutdown_timeout=5.0, access_log=None)  # the console polls; /metrics counts
         try:
-            await runner.setup()
-            await web.TCPSite(runner, host, port).start()
-            _announce(f"http://{host}:{runner.addresses[0][1]}", bootstrap, prefix, root, models, sessions,
-                      console_tenant)
-            await until_stopped(stop)
-            _log.info("api stopping")
+            # No access log: the console polls; /metrics counts the requests.
+            async with serving(app, host, port, shutdown_timeout=5.0, access_log=None) as url:
+                _announce(url, bootstrap, prefix, root, models, sessions, console_tenant)
+                await until_stopped(stop)
+                _log.info("api stopping")
         finally:
-            await runner.cleanup()
             models.close()
 
 

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from bench.faults._ledger import Poison, Refusal
 from bench.faults._stack import TENANT, Platform
@@ -22,6 +21,7 @@ from connectors.sdk import IngestError, KafkaEventProducer
 from schemas import encode, event_id
 from switchboard._demo_stack import DemoSecrets
 from switchboard.kafka_io import new_producer
+from switchboard.serving import serving
 
 INGEST_CLIENT, INGEST_SECRET = "erp-faults", "faults-ingest-secret"  # this scenario's own, in-process server
 
@@ -97,14 +97,8 @@ def _code(status: int, expected: int) -> str:
 async def _ingest(platform: Platform) -> AsyncIterator[str]:
     async with KafkaEventSink(platform.bootstrap) as sink:
         app = ingest_app(sink, IngestClients.of({INGEST_CLIENT: (TENANT, INGEST_SECRET)}), topic_prefix=platform.prefix)
-        runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        try:
-            yield f"http://{host}:{port}{EVENTS_PATH}"
-        finally:
-            await runner.cleanup()
+        async with serving(app, shutdown_timeout=1.0) as url:
+            yield f"{url}{EVENTS_PATH}"
 
 
 async def _bad_events(platform: Platform) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from aggregates._secrets import hash_secret
 from connectors.ingest import IngestClients, KafkaEventSink
@@ -21,6 +20,7 @@ from projections._api_follow import ReadModels
 from projections._runner import end_offsets
 from projections.api import LimitsWatcher, SendLog, api_app, claims_topic_spec, signed_post_headers
 from streams.pipeline.app import COMMAND_TOPIC_CONFIG
+from switchboard.serving import serving as serve_app
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 
 PARTITIONS = 6  # as the pipeline's declaration in pipeline_support
@@ -112,12 +112,5 @@ async def serving(bootstrap: str, prefix: str, directory: Path, *, max_body_byte
     async with KafkaEventSink(bootstrap) as sink:
         app = api_app(models, clients(), send_log=SendLog(bootstrap, sink, prefix), limits=LimitsWatcher(limits),
                       max_body_bytes=max_body_bytes)
-        runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        try:
-            async with aiohttp.ClientSession() as session:
-                yield SendApi(f"http://{host}:{port}", session, models)
-        finally:
-            await runner.cleanup()
+        async with serve_app(app, shutdown_timeout=1.0) as url, aiohttp.ClientSession() as session:
+            yield SendApi(url, session, models)

@@ -23,6 +23,7 @@ from connectors.testing import wait_until
 from schemas import encode, make_envelope, route
 from streams.policies.backoff import RetryPolicy
 from switchboard.kafka_io import MURMUR2_PARTITIONER, collect_json, new_producer
+from switchboard.serving import Served, serve
 from switchboard.topics import ensure_topics, event_topic_specs
 from tests.integration.conftest import until_committed
 
@@ -46,20 +47,17 @@ class FlakyReceiver:
         self.accepted: list[dict[str, Any]] = []  # in arrival order, each event once
         self.invalid = 0
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/status", self._post)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/status"
+        self._served = await serve(app, access_log=None, shutdown_timeout=1.0)
+        self.url = f"{self._served.url}/status"
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._served is not None:
+            await self._served.close()
 
     def sequences(self, message_id: str) -> list[int]:
         return [a["sequence"] for a in self.accepted if a["message_id"] == message_id]

@@ -28,6 +28,7 @@ from connectors.sdk import KafkaEventProducer, SwitchboardClient
 from schemas import DecodedEvent, decode, event_id
 from switchboard.config import default_path, load
 from switchboard.kafka_io import MURMUR2_PARTITIONER
+from switchboard.serving import serving as serve_app
 from switchboard.topics import ensure_topics
 
 SECRET = "it-secret"
@@ -52,14 +53,8 @@ async def serving(bootstrap: str, prefix: str, *middlewares: Any) -> AsyncIterat
     async with KafkaEventSink(bootstrap) as sink:
         app = ingest_app(sink, CLIENTS, topic_prefix=prefix)
         app.middlewares.extend(middlewares)
-        runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            await runner.cleanup()
+        async with serve_app(app, shutdown_timeout=1.0) as url:
+            yield url
 
 
 async def end_offsets(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> dict[int, int]:

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -30,6 +29,7 @@ from schemas import DecodedEvent, decode
 from streams.pipeline._runtime import Topics
 from streams.pipeline.app import PipelineSettings
 from switchboard.kafka_io import collect, collect_json, produce_json
+from switchboard.serving import serving
 from switchboard.topics import ensure_topics
 from switchboard.workers import WorkerProcess
 from tests.integration.pipeline_support import TENANT, message_events, request, send_commands, types, write_pipeline
@@ -84,14 +84,11 @@ async def receiver(sink: KafkaWebhookSink, driver: ChannelDriver | None = None) 
     """The receiver app on an ephemeral port with one channel's driver (by default WhatsApp's, secrets from the
     environment, as `switchboard receiver`): that channel's webhook URL. The driver is closed afterwards."""
     driver = driver or WhatsAppDriver.from_settings({})
-    runner = web.AppRunner(build_receiver_app(ReceiverConfig({driver.channel: driver}), sink), shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
     try:
-        yield f"http://{host}:{port}/webhooks/{driver.channel}"
+        async with serving(build_receiver_app(ReceiverConfig({driver.channel: driver}), sink),
+                           shutdown_timeout=1.0) as url:
+            yield f"{url}/webhooks/{driver.channel}"
     finally:
-        await runner.cleanup()
         await driver.aclose()
 
 

@@ -7,20 +7,18 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from aggregates import Channel, Template
 from connectors import SIGNATURE_HEADER, hub_signature
 from connectors._whatsapp_bodies import notification, template_status_webhook_body
 from connectors.normaliser import Normaliser, NormaliserConfig
-from connectors.receiver import KafkaWebhookSink, ReceiverConfig, build_receiver_app
-from connectors.whatsapp import ENV_ACCESS_TOKEN, ENV_APP_SECRET, WhatsAppDriver
+from connectors.receiver import KafkaWebhookSink
+from connectors.whatsapp import ENV_ACCESS_TOKEN, ENV_APP_SECRET
 from schemas import DecodedEvent, decode
 from streams.pipeline._runtime import Topics
 from streams.pipeline._templates import TemplateTopics
@@ -29,6 +27,7 @@ from switchboard.kafka_io import collect, collect_json, produce_json
 from switchboard.topics import ensure_topics
 from switchboard.workers import WorkerProcess
 from tests.integration.pipeline_support import TENANT, write_pipeline
+from tests.integration.test_receipts_end_to_end import receiver
 
 APP_SECRET, WABA = "templates-app-secret", "waba-templates"
 Events = list[tuple[str, dict[str, Any]]]
@@ -50,21 +49,6 @@ class Stack:
         if self.task.done():
             self.task.result()
             pytest.fail("the normaliser stopped")
-
-
-@asynccontextmanager
-async def receiver(sink: KafkaWebhookSink) -> AsyncIterator[str]:
-    """The receiver app (secrets from the environment, as `switchboard receiver`) on an ephemeral port."""
-    driver = WhatsAppDriver.from_settings({})
-    runner = web.AppRunner(build_receiver_app(ReceiverConfig({"whatsapp": driver}), sink), shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/webhooks/whatsapp"
-    finally:
-        await runner.cleanup()
-        await driver.aclose()
 
 
 @pytest.fixture(scope="module")

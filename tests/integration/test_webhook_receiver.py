@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from connectors import SIGNATURE_HEADER, ReceiptItem, ReceiptStatus, hub_signature
@@ -16,6 +15,7 @@ from connectors._receiver_sinks import digest_partition
 from connectors.receiver import CONTENT_SHA256, KafkaWebhookSink, ReceiverConfig, build_receiver_app
 from connectors.whatsapp import WhatsAppDriver
 from connectors.whatsapp_simulator import WhatsAppSimulator
+from switchboard.serving import serving as serve_app
 from tests.contract.whatsapp_support import ACCESS_TOKEN, APP_SECRET, RECIPIENT, driver_config, text_message
 
 Records = list[ConsumerRecord]
@@ -24,14 +24,8 @@ Records = list[ConsumerRecord]
 @asynccontextmanager
 async def serving(driver: WhatsAppDriver, sink: KafkaWebhookSink) -> AsyncIterator[str]:
     """The receiver app on 127.0.0.1 with an ephemeral port; yields its WhatsApp webhook URL."""
-    runner = web.AppRunner(build_receiver_app(ReceiverConfig({"whatsapp": driver}), sink), shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/webhooks/whatsapp"
-    finally:
-        await runner.cleanup()
+    async with serve_app(build_receiver_app(ReceiverConfig({"whatsapp": driver}), sink), shutdown_timeout=1.0) as url:
+        yield f"{url}/webhooks/whatsapp"
 
 
 async def read_until(bootstrap: str, topic: str, done: Callable[[Records], bool], timeout: float = 30.0) -> Records:

@@ -41,6 +41,7 @@ from connectors.callbacks import (
     verify_callback,
 )
 from streams.policies.backoff import RetryPolicy
+from switchboard.serving import Served, serve
 
 SECRET = "whsec_test"
 NOW = 1_700_000_000
@@ -363,21 +364,18 @@ class FlakyReceiver:
         self.accepted: list[dict[str, object]] = []  # deduped by event id, in arrival order
         self.invalid = 0
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self.url = ""
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/callbacks", self._post)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/callbacks"
+        self._served = await serve(app, access_log=None, shutdown_timeout=1.0)
+        self.url = f"{self._served.url}/callbacks"
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._served is not None:
+            await self._served.close()
 
     async def wait_for_count(self, count: int, timeout: float = 10.0) -> None:
         async with self._changed:

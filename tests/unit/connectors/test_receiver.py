@@ -21,6 +21,7 @@ from connectors.receiver import CONTENT_SHA256, InMemoryWebhookSink, ReceiverCon
 from connectors.twilio_sms import TwilioSmsDriver
 from connectors.whatsapp import WhatsAppDriver
 from connectors.whatsapp_simulator import status_object, status_webhook_body
+from switchboard.serving import serving
 from tests.contract.sms_support import WEBHOOK_URL as SMS_WEBHOOK_URL
 from tests.contract.sms_support import config as sms_config
 from tests.contract.sms_support import expected_signature
@@ -210,20 +211,17 @@ async def test_a_missing_app_secret_is_500_not_a_reject() -> None:
 async def test_the_access_log_keeps_refusals_not_accepted_webhooks(caplog: pytest.LogCaptureFixture) -> None:
     driver = WhatsAppDriver(driver_config())
     app = build_receiver_app(ReceiverConfig({"whatsapp": driver}, max_body_bytes=LIMIT), InMemoryWebhookSink())
-    runner = web.AppRunner(app, access_log_class=FailuresAccessLogger)  # as run_receiver serves it
-    await runner.setup()
+    raw = receipt_body()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}{URL}"
-        raw = receipt_body()
-        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
-            async with aiohttp.ClientSession() as session:
-                async with session.post(url, data=raw, headers=signed(raw)) as answer:
-                    assert answer.status == 200
-                async with session.post(url, data=raw, headers={"X-Hub-Signature-256": "sha256=00"}) as answer:
-                    assert answer.status == 403
+        async with serving(app, access_log_class=FailuresAccessLogger) as base:  # as run_receiver serves it
+            with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+                async with aiohttp.ClientSession() as session:
+                    async with session.post(f"{base}{URL}", data=raw, headers=signed(raw)) as answer:
+                        assert answer.status == 200
+                    async with session.post(f"{base}{URL}", data=raw,
+                                            headers={"X-Hub-Signature-256": "sha256=00"}) as answer:
+                        assert answer.status == 403
     finally:
-        await runner.cleanup()
         await driver.aclose()
     lines = [record.getMessage() for record in caplog.records if record.name == "aiohttp.access"]
     assert len(lines) == 1, lines

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from connectors.whatsapp import GRAPH_API_VERSION
 from connectors.whatsapp_simulator import DEFAULT_PHONE_NUMBER_ID, WhatsAppSimulator, _parser, config_from_args
+from switchboard.serving import serving
 
 MESSAGES = 4
 
@@ -48,19 +49,14 @@ class HoldingReceiver:
 async def simulator_posting_to(receiver: HoldingReceiver, **options: Any) -> AsyncIterator[WhatsAppSimulator]:
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    simulator = WhatsAppSimulator(webhook_url=f"http://{host}:{port}/hook", enforce_window=False, receipt_interval=0.0,
-                                  webhook_timeout=3.0, **options)
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
-        await runner.cleanup()
+    async with serving(app) as url:
+        simulator = WhatsAppSimulator(webhook_url=f"{url}/hook", enforce_window=False, receipt_interval=0.0,
+                                      webhook_timeout=3.0, **options)
+        await simulator.start()
+        try:
+            yield simulator
+        finally:
+            await simulator.stop()
 
 
 async def send(simulator: WhatsAppSimulator, count: int) -> None:

@@ -19,6 +19,7 @@ from connectors import (
     TransportResponse,
     TransportTimeout,
 )
+from switchboard.serving import Served, serve
 
 
 class Server:
@@ -26,18 +27,15 @@ class Server:
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
-        self.runner: web.AppRunner | None = None
+        self.served: Served | None = None
         self.url = ""
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/echo", self.echo)
         app.router.add_get("/slow", self.slow)
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        host, port = self.runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self.served = await serve(app, access_log=None, shutdown_timeout=0.5)
+        self.url = self.served.url
 
     async def echo(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -54,8 +52,8 @@ async def server() -> AsyncIterator[Server]:
     await started.start()
     yield started
     started.release.set()
-    assert started.runner is not None
-    await started.runner.cleanup()
+    assert started.served is not None
+    await started.served.close()
 
 
 async def test_aiohttp_transport_returns_status_headers_and_body(server: Server) -> None:
