@@ -251,6 +251,16 @@ class ItemMapper:
         # The receiver verified the query with the body: it names the message the callback URL was made for.
         return with_callback_reference(items, headers.get(QUERY_RECORD_HEADER, ""))
 
+    def needs_addresses(self, driver_name: str, items: list[NormalizedItem]) -> bool:
+        """Whether mapping the items looks addresses up: an inbound sender, or a receipt naming only its recipient
+        on a channel whose receipts do that (the index must then hold every contact registered so far)."""
+        if any(isinstance(item, InboundItem) for item in items):
+            return True
+        if not any(isinstance(item, ReceiptItem) and item.message_id is None and item.recipient_id for item in items):
+            return False
+        channels = ChannelDirectory(self._config()).for_driver(driver_name)
+        return bool(channels) and self._drivers.driver(channels[0]).capabilities.receipts_by_recipient
+
     def map(self, source: Source, driver_name: str, items: list[NormalizedItem]) -> Mapped:
         """Every item in order: commands for receipts of ours and inbound messages, dead letters for the rest."""
         mapped = Mapped()

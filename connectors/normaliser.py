@@ -14,7 +14,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from connectors._items import InboundItem, NormalizedItem
+from connectors._items import NormalizedItem
 from connectors._normaliser_batches import BatchWriter, Record
 from connectors._normaliser_index import AddressIndex, auto_external_ref, normal_address
 from connectors._normaliser_kafka import ContactFollower, RevokeGate, require_topics
@@ -224,8 +224,8 @@ class Normaliser:
         # a batch they are taken in the order the receiver accepted them, not partition by partition.
         records = sorted((record for records in batches.values() for record in records), key=_received_at)
         parsed = [self._parse(record) for record in records]
-        if any(isinstance(item, InboundItem) for one in parsed for item in one.items):
-            await self._contacts.sync()  # every contact registered so far is known before a sender is looked up
+        if any(self._mapper.needs_addresses(one.driver, one.items) for one in parsed):
+            await self._contacts.sync()  # every contact registered so far is known before an address is looked up
         outputs: list[Record] = []
         for one in parsed:
             with self._stage.observe(), tracing.use(one.span):

@@ -267,6 +267,20 @@ def test_messenger_receipts_naming_only_the_user_go_to_the_contact_with_that_add
     assert (unknown.outputs, unknown.foreign_receipts) == ([], 3)
 
 
+def test_the_address_index_is_brought_up_to_date_only_for_items_that_look_addresses_up() -> None:
+    config = load_bytes(Path("pipeline.toml"), (PIPELINE + MESSENGER_CHANNEL).encode())
+    mapper = ItemMapper(lambda: config, DriverCache(), AddressIndex())
+    delivery = mapper.parse("messenger", {"signature-verified": "true"},
+                            (MESSENGER_FIXTURES / "delivery.json").read_bytes())
+    echo = mapper.parse("messenger", {"signature-verified": "true"},
+                        (MESSENGER_FIXTURES / "message_echo.json").read_bytes())
+    assert mapper.needs_addresses("messenger", delivery)  # names only the user
+    assert not mapper.needs_addresses("messenger", echo)  # carries our reference
+    assert mapper.needs_addresses("whatsapp", [inbound()])
+    # WhatsApp's receipts always name our message: one without our reference is not ours, not looked up.
+    assert not mapper.needs_addresses("whatsapp", [receipt(ReceiptStatus.SENT, message_id="")])
+
+
 # -- inbound messages --------------------------------------------------------------------------------------------
 
 
