@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import ClassVar, Self
 
@@ -74,6 +74,12 @@ class ChannelDriver(abc.ABC):
     @abc.abstractmethod
     def parse_webhook(self, raw_body: bytes) -> list[NormalizedItem]:
         """Every item of a verified body, in order; MalformedWebhook (answer 400) when it is not a notification."""
+
+    def parse_received(self, raw_body: bytes, received_at: datetime | None) -> list[NormalizedItem]:
+        """`parse_webhook` for a stored body, told when the receiver took it (None: not recorded). A channel whose
+        webhooks carry no time of their own (Twilio's status callbacks) stamps its items with it, so that the log
+        normalised again yields the same items; by default the body's own times are all there is."""
+        return self.parse_webhook(raw_body)
 
     def check_webhook(self, raw_body: bytes) -> None:
         """MalformedWebhook (answer 400) when a verified body is not a notification: the receiver's check before

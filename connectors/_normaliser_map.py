@@ -243,7 +243,7 @@ class ItemMapper:
             raise Unparseable(f"no [[channels]] entry uses driver {driver_name!r}")
         driver = self._drivers.driver(channels[0])
         try:
-            items = driver.parse_webhook(raw)
+            items = driver.parse_received(raw, _received_at(headers))
         except Exception as error:  # MalformedWebhook, a broken plugin, a parser bug: the record is parked
             raise Unparseable(f"unparseable {driver_name} webhook: {type(error).__name__}: {error}") from None
         if not driver.capabilities.callback_reference:
@@ -331,6 +331,12 @@ def dead_letter(source: Source, driver_name: str | None, reason: str, position: 
     if details:
         value["details"] = dict(details)
     return Output(OutputKind.DEAD_LETTER, source.key, value)
+
+
+def _received_at(headers: Mapping[str, str]) -> datetime | None:
+    """When the receiver took the webhook (its `received_at` header, epoch ms); None for records without it."""
+    value = headers.get("received_at", "")
+    return datetime.fromtimestamp(int(value) / 1000, UTC) if value.isdigit() else None
 
 
 def _unapplied(item: NormalizedItem) -> tuple[str, dict[str, Any]]:

@@ -243,6 +243,10 @@ class TwilioSmsDriver(ChannelDriver):
         """One status callback (→ ReceiptItem) or incoming SMS (→ InboundItem) per request."""
         return parse_twilio_webhook(raw_body)
 
+    def parse_received(self, raw_body: bytes, received_at: datetime | None) -> list[NormalizedItem]:
+        """As parse_webhook, a status callback stamped when the receiver took it (Twilio's carry no time)."""
+        return parse_twilio_webhook(raw_body, received_at)
+
     async def aclose(self) -> None:
         """Closes the transport when the driver created it."""
         if self._owns_transport:

@@ -281,6 +281,17 @@ def test_the_address_index_is_brought_up_to_date_only_for_items_that_look_addres
     assert not mapper.needs_addresses("whatsapp", [receipt(ReceiptStatus.SENT, message_id="")])
 
 
+def test_a_twilio_receipt_is_stamped_when_the_receiver_took_it_so_normalising_again_gives_the_same_command() -> None:
+    config = load_bytes(Path("pipeline.toml"), (PIPELINE + TWILIO_CHANNEL).encode())
+    mapper = ItemMapper(lambda: config, DriverCache(), AddressIndex())
+    body = urlencode({"MessageSid": "SM1", "MessageStatus": "sent", "AccountSid": "AC1", "To": "+4917012345"}).encode()
+    headers = {"signature-verified": "true", "received_at": "1772357400250",
+               "query": f"tenant=acme&sb_ref={quote(send_reference(CONTACT, MESSAGE), safe='')}"}
+    first, again = (mapper.map(SOURCE, "sms", mapper.parse("sms", headers, body)).outputs[0].value for _ in range(2))
+    assert first["at"] == "2026-03-01T09:30:00.250000+00:00"  # Twilio's callbacks carry no time of their own
+    assert first == again
+
+
 # -- inbound messages --------------------------------------------------------------------------------------------
 
 

@@ -177,6 +177,13 @@ def test_callbacks_parse_into_items() -> None:
     assert undelivered.status is ReceiptStatus.FAILED
     assert [error.code for error in undelivered.errors] == ["30003"]
     assert sms.classify(undelivered.errors[0]) is Outcome.RETRY_RECIPIENT_LATER
+    # Callbacks carry no time: stored ones take the receiver's; the carrier's delivery time still wins.
+    taken = datetime(2024, 11, 25, 16, 13, 7, tzinfo=UTC)
+    [stored] = sms.parse_received(raw("status_undelivered"), taken)
+    [carried] = sms.parse_received(raw("status_delivered"), taken)
+    assert isinstance(stored, ReceiptItem)
+    assert isinstance(carried, ReceiptItem)
+    assert (stored.occurred_at, carried.occurred_at) == (taken, delivered.occurred_at)
     queued, = sms.parse_webhook(raw("status_queued"))
     assert isinstance(queued, UnhandledItem)
     assert queued.source == "status:queued"
