@@ -43,6 +43,7 @@ class AddressIndex:
 
     def __init__(self) -> None:
         self._contacts: dict[Key, str] = {}
+        self._sharing: dict[Key, list[str]] = {}  # every contact registered with the address, in log order
         self._auto: set[str] = set()  # contacts registered under auto_external_ref
 
     def __len__(self) -> int:
@@ -75,7 +76,15 @@ class AddressIndex:
         """The contact id for this address of this tenant on this channel, or None."""
         return self._contacts.get((tenant, channel, normal_address(channel, address)))
 
+    def sharing(self, tenant: str, channel: str, address: str) -> tuple[str, ...]:
+        """Every contact of this tenant with this address on this channel (a family's one phone, a sender we
+        registered before the CRM did): what the address says of itself, a STOP, holds for each of them."""
+        return tuple(self._sharing.get((tenant, channel, normal_address(channel, address)), ()))
+
     def _put(self, key: Key, contact_id: str) -> bool:
+        sharing = self._sharing.setdefault(key, [])
+        if contact_id not in sharing:
+            sharing.append(contact_id)
         known = self._contacts.get(key)
         if known == contact_id:
             return False

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from aggregates import Contact
+from aggregates import ConsentCategory, Contact
 from connectors._callback_reference import QUERY_RECORD_HEADER, with_callback_reference
 from connectors._driver import ChannelDriver
 from connectors._items import (
@@ -27,7 +27,7 @@ from connectors._normaliser_templates import APPLIED_TEMPLATE_UPDATES, template_
 from connectors._privacy import mask_phone
 from connectors._results import Outcome, ProviderError
 from connectors.registry import get_driver
-from streams.pipeline import parse_reference, reference_trace
+from streams.pipeline import is_stop, parse_reference, reference_trace
 from switchboard import tracing
 from switchboard.config import ChannelConfig, PipelineConfig
 
@@ -46,6 +46,7 @@ __all__ = [
     "receipt_command",
     "recipient_receipt_command",
     "stable_id",
+    "stop_revocations",
 ]
 
 _log = logging.getLogger("connectors.normaliser")
@@ -161,6 +162,17 @@ def recipient_receipt_command(item: ReceiptItem, channel: ChannelConfig, index: 
             "contact_id": contact_id, "channel": kind, "status": RECEIPT_STATUSES[item.status],
             "provider_status": item.status.value, "provider_message_id": item.provider_message_id, "at": at,
             "watermark": item.watermark}
+
+
+def stop_revocations(inbound: Mapping[str, Any], index: AddressIndex) -> list[dict[str, Any]]:
+    """`consent` revocations of every category on the channel for the other contacts sharing a STOP's address."""
+    others = [contact for contact in index.sharing(inbound["tenant"], inbound["channel"], inbound["address"])
+              if contact != inbound["contact_id"]]
+    return [{"kind": "consent", "v": 1,
+             "command_id": stable_id(inbound["command_id"], "stop", contact, category.value),
+             "tenant": inbound["tenant"], "contact_id": contact, "action": "revoke", "channel": inbound["channel"],
+             "category": category.value, "source": "inbound:stop", "at": inbound["at"]}
+            for contact in others for category in ConsentCategory]
 
 
 def inbound_command(item: InboundItem, channel: ChannelConfig, index: AddressIndex) -> dict[str, Any]:
@@ -321,6 +333,11 @@ class ItemMapper:
             _log.info("inbound from unknown %s sender %s: registering contact %s for tenant %s", command["channel"],
                       mask_phone(command["address"]), command["contact_id"], command["tenant"])
         mapped.outputs.append(Output(OutputKind.COMMAND, command["contact_id"], command))
+        if is_stop(item.text):
+            # The writer revokes the sender's own contact's consents; every other contact of the tenant with this
+            # address opted out too (it is the address that said STOP), each through its own writer.
+            mapped.outputs.extend(Output(OutputKind.COMMAND, revocation["contact_id"], revocation)
+                                  for revocation in stop_revocations(command, self.index))
 
 
 def dead_letter(source: Source, driver_name: str | None, reason: str, position: int | None = None,

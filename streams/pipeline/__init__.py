@@ -12,7 +12,7 @@ from streams.pipeline._commands import (
 )
 from streams.pipeline._dispatch import BreakerSettings, CircuitBreaker, Dispatcher, Limits, SenderState
 from streams.pipeline._state import ContactRow, MessageSlot
-from streams.pipeline._writer import STOP_WORDS, Effects, Emitted, Writer
+from streams.pipeline._writer import STOP_WORDS, Effects, Emitted, Writer, is_stop
 
 __all__ = [
     "COMMAND_KINDS",
@@ -31,6 +31,7 @@ __all__ = [
     "Writer",
     "check_command",
     "check_job",
+    "is_stop",
     "parse_reference",
     "reference_trace",
     "send_reference",

@@ -29,7 +29,7 @@ from streams.pipeline._state import ContactRow, MessageSlot
 from streams.policies import ConditionError, QuietHours
 from switchboard.config import PipelineConfig, RoutingError, choose_route
 
-__all__ = ["STOP_WORDS", "Effects", "Emitted", "Writer"]
+__all__ = ["STOP_WORDS", "Effects", "Emitted", "Writer", "is_stop"]
 
 _log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Writer:
             return
         channel, text = Channel(command["channel"]), command.get("text")
         contact.record_inbound(channel, command["provider_message_id"], command["address"], _at(command["at"]), text)
-        if text is not None and text.strip().lower() in STOP_WORDS:
+        if is_stop(text):
             self._revoke_all(contact, channel, "inbound:stop", command, effects)
         self._collect_contact(contact, command, effects)
 
@@ -653,3 +653,6 @@ def _ms(seconds: Any) -> int | None:
     return None if seconds is None else int(float(seconds) * 1000)
 
 
+def is_stop(text: str | None) -> bool:
+    """Whether an inbound text opts its sender out of the channel (the whole text is a STOP word)."""
+    return text is not None and text.strip().lower() in STOP_WORDS

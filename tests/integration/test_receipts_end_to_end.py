@@ -240,20 +240,27 @@ async def receipt_commands(stack: Stack, wanted: str, count: int) -> list[dict[s
     return receipts(values)
 
 
-async def test_stop_from_a_contact_revokes_their_marketing_consent(stack: Stack) -> None:
-    phone, ref = "+4917099900001", "e2e-stopper"
-    contact_id = str(Contact.create_id(TENANT, ref))
-    consent = {"kind": "consent", "v": 1, "command_id": f"consent-{ref}", "tenant": TENANT, "contact_id": contact_id,
-               "action": "grant", "channel": "whatsapp", "category": "marketing", "source": "e2e",
-               "contact": {"external_ref": ref, "addresses": {"whatsapp": phone}}}
-    await produce_json(stack.bootstrap, stack.topics.commands, [(contact_id, consent)])
-    await contact_events(stack, lambda found: bool(of_contact(found, contact_id, "ConsentGranted")))
+async def test_stop_revokes_the_marketing_consent_of_every_contact_with_that_number(stack: Stack) -> None:
+    phone = "+4917099900001"  # one phone, two of the CRM's contacts (a household)
+    contacts = {ref: str(Contact.create_id(TENANT, ref)) for ref in ("e2e-stopper", "e2e-stopper-spouse")}
+    grants = [(contact_id, {"kind": "consent", "v": 1, "command_id": f"consent-{ref}", "tenant": TENANT,
+                            "contact_id": contact_id, "action": "grant", "channel": "whatsapp",
+                            "category": "marketing", "source": "e2e",
+                            "contact": {"external_ref": ref, "addresses": {"whatsapp": phone}}})
+              for ref, contact_id in contacts.items()]
+    await produce_json(stack.bootstrap, stack.topics.commands, grants)
+    await contact_events(stack, lambda found: all(of_contact(found, c, "ConsentGranted") for c in contacts.values()))
 
     await stack.simulator.simulate_inbound(phone.lstrip("+"), "STOP", phone_number_id=SENDER)
-    found = await contact_events(stack, lambda found: bool(of_contact(found, contact_id, "ConsentRevoked")))
-    [revoked] = of_contact(found, contact_id, "ConsentRevoked")
-    assert (revoked["channel"], revoked["category"], revoked["source"]) == ("whatsapp", "marketing", "inbound:stop")
-    [inbound] = of_contact(found, contact_id, "InboundMessageReceived")
+    found = await contact_events(stack, lambda found: all(of_contact(found, c, "ConsentRevoked")
+                                                          for c in contacts.values()))
+    for contact_id in contacts.values():
+        [revoked] = of_contact(found, contact_id, "ConsentRevoked")
+        assert (revoked["channel"], revoked["category"], revoked["source"]) == ("whatsapp", "marketing",
+                                                                                 "inbound:stop")
+    # The message itself is recorded once, on the contact the address index gives it to; the other only opted out.
+    [inbound] = [payload for contact_id in contacts.values()
+                 for payload in of_contact(found, contact_id, "InboundMessageReceived")]
     assert (inbound["text"], inbound["address"]) == ("STOP", phone)
 
 

@@ -306,6 +306,22 @@ def test_an_inbound_from_a_known_address_goes_to_that_contact(config: PipelineCo
     assert command["command_id"] == inbound_command(inbound("STOP"), config.channels[0], index)["command_id"]
 
 
+def test_a_stop_from_a_shared_number_also_revokes_the_other_contacts_consents(config: PipelineConfig) -> None:
+    household = [registered("acme", ref, {Channel.WHATSAPP: "+4917012345"}) for ref in ("crm-42", "crm-43")]
+    elsewhere = registered("globex", "crm-44", {Channel.WHATSAPP: "+4917012345"})  # another tenant's: not touched
+    mapper = ItemMapper(lambda: config, DriverCache(), AddressIndex.fold([*household, elsewhere]))
+    first, second = (str(Contact.create_id("acme", ref)) for ref in ("crm-42", "crm-43"))
+    outputs = [output.value for output in mapper.map(SOURCE, "whatsapp", [inbound(" Stop ")]).outputs]
+    assert [(c["kind"], c["contact_id"]) for c in outputs] == [("inbound", first)] + [("consent", second)] * 3
+    assert [(c["action"], c["channel"], c["category"], c["source"]) for c in outputs[1:]] == [
+        ("revoke", "whatsapp", category.value, "inbound:stop") for category in ConsentCategory]
+    assert all(check_command(command) is command for command in outputs)
+    again = [output.value for output in mapper.map(SOURCE, "whatsapp", [inbound(" Stop ")]).outputs]
+    assert again == outputs  # the same webhook normalised again: the same command ids
+    assert [c["kind"] for c in (o.value for o in mapper.map(SOURCE, "whatsapp", [inbound("hi")]).outputs)] == [
+        "inbound"]
+
+
 def test_an_unknown_sender_becomes_a_contact_the_writer_registers(config: PipelineConfig) -> None:
     command = inbound_command(inbound(), config.channels[0], AddressIndex())
     ref = auto_external_ref("whatsapp", "4917012345")
@@ -372,6 +388,15 @@ def test_the_index_folds_registrations_per_tenant_and_channel() -> None:
     assert index.lookup("globex", "whatsapp", "+4917011111") == str(Contact.create_id("globex", "g-1"))
     assert index.lookup("acme", "telegram", "+4917011111") is None
     assert len(index) == 4
+
+
+def test_the_index_knows_every_contact_sharing_an_address_the_first_one_first() -> None:
+    index = AddressIndex.fold([registered("acme", ref, {Channel.WHATSAPP: "+49 170 12345"})
+                               for ref in ("crm-42", "crm-43", "crm-42")])  # the last: a redelivery
+    assert index.sharing("acme", "whatsapp", "4917012345") == tuple(
+        str(Contact.create_id("acme", ref)) for ref in ("crm-42", "crm-43"))
+    assert index.lookup("acme", "whatsapp", "4917012345") == str(Contact.create_id("acme", "crm-42"))
+    assert index.sharing("globex", "whatsapp", "4917012345") == ()
 
 
 def test_other_contact_events_and_redeliveries_change_nothing() -> None:
