@@ -15,7 +15,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from switchboard.kafka_io import MURMUR2_PARTITIONER
 
-__all__ = ["LogRecord", "OnRead", "Pointer", "fetch_records", "pointer_of", "read_key"]
+__all__ = ["LogRecord", "OnRead", "Pointer", "fetch_records", "pointer_of", "read_key", "read_topics"]
 
 Pointer = tuple[str, int, int]  # topic, partition, offset
 OnRead = Callable[[int, int], None]  # records read so far, records to read
@@ -77,7 +77,29 @@ async def read_key(bootstrap: str, topics: Iterable[str], key: str, since: datet
         partitions = [tp for tp in assigned.values() if tp is not None]
         found: dict[str, list[LogRecord]] = {topic: [] for topic in assigned}
         if partitions:
-            for record in await _read_to_end(consumer, partitions, key.encode(), since, progress):
+            wanted = key.encode()
+            for record in await _read_to_end(consumer, partitions, lambda r: r.key == wanted, since, progress):
+                found[record.topic].append(record)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def read_topics(bootstrap: str, topics: Iterable[str], since: datetime | None = None,
+                      progress: OnRead | None = None) -> dict[str, list[LogRecord]]:
+    """Every record of each topic, in offset order per partition, up to the end the topic had when asked; with
+    `since`, from each partition's first record stamped at or after it. A topic that does not exist has none."""
+    names = list(topics)
+    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()  # as read_key: subscribing fetches the metadata, then the partitions are assigned
+    try:
+        partitions = [TopicPartition(topic, partition) for topic in names
+                      for partition in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.unsubscribe()
+        found: dict[str, list[LogRecord]] = {topic: [] for topic in names}
+        if partitions:
+            for record in await _read_to_end(consumer, partitions, lambda _: True, since, progress):
                 found[record.topic].append(record)
         return found
     finally:
@@ -114,10 +136,12 @@ def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPart
     return TopicPartition(topic, MURMUR2_PARTITIONER(key.encode(), partitions, partitions))
 
 
-async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], key: bytes,
-                       since: datetime | None, progress: OnRead | None) -> list[LogRecord]:
-    """The partitions' records with this key, up to their ends now. The key is compared before anything is built:
-    a partition holds every other contact of its hash and the partition clock's ticks, by the million."""
+async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                       keep: Callable[[ConsumerRecord[bytes, bytes]], bool], since: datetime | None,
+                       progress: OnRead | None) -> list[LogRecord]:
+    """The partitions' records that `keep` passes, up to their ends now. `keep` sees the raw record before anything
+    is built: a partition holds every other contact of a key's hash and the partition clock's ticks, by the
+    million."""
     consumer.assign(partitions)
     ends = await consumer.end_offsets(partitions)
     starts = await _starts(consumer, partitions, since, ends)
@@ -129,7 +153,7 @@ async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartiti
     while open_:
         batches = await consumer.getmany(*open_, timeout_ms=1000, max_records=50_000)
         records.extend(_record(record) for batch in batches.values() for record in batch
-                       if record.key == key and record.offset < ends[TopicPartition(record.topic, record.partition)])
+                       if record.offset < ends[TopicPartition(record.topic, record.partition)] and keep(record))
         positions = {tp: min(await consumer.position(tp), ends[tp]) for tp in open_}
         open_ = [tp for tp in open_ if positions[tp] < ends[tp]]
         if progress is not None:

@@ -28,6 +28,7 @@ from projections._audit import BadTime, audit_message, audit_recipient, parse_ti
 from projections._backends import BACKENDS, open_backend
 from projections._followup_runner import run_followups
 from projections._followups import FollowUpRules, FollowUps
+from projections._parked_cli import add_deadletters_command
 from projections._read_progress import ReadProgress
 from projections._versions import ProjectionVersions
 from switchboard.observability import Observability, serve_endpoints
@@ -36,7 +37,7 @@ __all__ = ["add_commands"]
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds `project`, `replay`, `followups` and `audit` to the switchboard CLI."""
+    """Adds `project`, `replay`, `followups`, `audit` and `deadletters` to the switchboard CLI."""
     for name, helptext in (("project", "bring a projection up to date with its topic (once, or --follow)"),
                            ("replay", "rebuild a projection into a new version beside the serving one")):
         command = commands.add_parser(name, help=helptext)
@@ -85,6 +86,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                        "partition clock's ticks, so a long history takes long to read whole")
     audit.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     audit.set_defaults(handler=_audit)
+    add_deadletters_command(commands)
 
 
 def _followups(args: argparse.Namespace) -> int:

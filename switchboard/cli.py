@@ -15,7 +15,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 # Commands a person runs at a terminal log text by default; every service (pipeline, receiver...) logs JSON lines.
-_TEXT_LOGS = frozenset({"kafka", "postgres", "demo", "config", "topics", "trace", "audit", "replay"})
+_TEXT_LOGS = frozenset({"kafka", "postgres", "demo", "config", "topics", "trace", "audit", "replay", "deadletters"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
