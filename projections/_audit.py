@@ -15,8 +15,9 @@ from projections._audit_chain import (
     parse_commands,
     parse_events,
 )
-from projections._audit_log import OnRead, fetch_records, read_key
+from projections._audit_log import fetch_records, read_key
 from projections._audit_state import BadTime, contact_state, message_state, parse_time
+from switchboard.log_reads import OnRead
 
 __all__ = ["AuditLine", "BadTime", "MessageAudit", "RecipientAudit", "audit_message", "audit_recipient",
            "parse_time", "render", "render_recipient", "to_json"]

@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from aggregates import Message
-from projections._audit_log import LogRecord, Pointer, pointer_of
+from projections._audit_log import Pointer, pointer_of
 from projections._audit_mask import masked, masked_body
 from schemas import DecodedEvent, decode
+from switchboard.log_reads import LogRecord
 
 __all__ = ["AuditLine", "Command", "ContactLog", "Event", "contact_lines", "message_lines", "parse_commands",
            "parse_events"]

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from projections._audit_log import LogRecord
 from projections._audit_mask import masked
+from switchboard.log_reads import LogRecord
 
 __all__ = ["DEAD_LETTERS", "REJECTS", "Parked", "Summary", "parked", "render_list", "render_summary", "summarise"]
 

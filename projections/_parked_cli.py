@@ -7,9 +7,9 @@ import asyncio
 import sys
 
 from projections._audit import BadTime, parse_time
-from projections._audit_log import read_topics
 from projections._parked import DEAD_LETTERS, REJECTS, Parked, parked, render_list, render_summary, summarise
 from projections._read_progress import ReadProgress
+from switchboard.log_reads import read_topics
 
 __all__ = ["add_deadletters_command"]
 

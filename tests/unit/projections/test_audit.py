@@ -22,10 +22,11 @@ from aggregates import (
 )
 from projections._audit import MessageAudit, render, to_json
 from projections._audit_chain import ContactLog, Event, contact_lines, message_lines, parse_commands, parse_events
-from projections._audit_log import LogRecord, pointer_of
+from projections._audit_log import pointer_of
 from projections._audit_mask import masked, masked_body
 from projections._audit_state import BadTime, contact_state, message_state, parse_time
 from schemas import TraceContext, encode
+from switchboard.log_reads import LogRecord
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 TENANT, PHONE = "acme", "+4917012345678"

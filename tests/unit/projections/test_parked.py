@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from projections._audit_log import LogRecord
 from projections._parked import DEAD_LETTERS, REJECTS, parked, render_list, render_summary, summarise
+from switchboard.log_reads import LogRecord
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
