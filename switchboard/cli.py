@@ -15,7 +15,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 # Commands a person runs at a terminal log text by default; every service (pipeline, receiver...) logs JSON lines.
-_TEXT_LOGS = frozenset({"kafka", "postgres", "demo", "config", "topics", "trace", "audit", "replay", "deadletters"})
+_TEXT_LOGS = frozenset({"kafka", "postgres", "demo", "config", "topics", "trace", "audit", "replay", "deadletters",
+                        "redeliver-callbacks"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,6 +270,43 @@ def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     callbacks.add_argument("--secrets-dir", help="signing secrets in DIR/callbacks/<tenant id> (env vars win)")
     _add_endpoint_options(callbacks)
     callbacks.set_defaults(handler=_callbacks)
+    redeliver = commands.add_parser("redeliver-callbacks",
+                                    help="send given-up status callbacks (sb.deadletters) again, in order per message")
+    redeliver.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    redeliver.add_argument("--topic-prefix", default="", help="prefix for sb.deadletters and sb.events.tenant")
+    redeliver.add_argument("--since", help="letters written at or after this time (ISO-8601 or unix seconds); "
+                                           "needed unless --message names one message")
+    redeliver.add_argument("--message", help="only this message's events")
+    redeliver.add_argument("--tenant", help="only this tenant's events")
+    redeliver.add_argument("--secrets-dir", help="signing secrets in DIR/callbacks/<tenant id> (env vars win)")
+    redeliver.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
+    redeliver.set_defaults(handler=_redeliver_callbacks)
+
+
+def _redeliver_callbacks(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from connectors.callback_redelivery import RedeliveryConfig, redeliver
+    from projections._audit import BadTime, parse_time
+    from projections._read_progress import ReadProgress
+
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    if args.since is None and args.message is None:
+        raise SwitchboardError("give --since (when the endpoint went down) or --message: a run without either would "
+                               "send every callback ever given up again")
+    try:
+        since = parse_time(args.since) if args.since is not None else None
+    except BadTime as error:
+        raise SwitchboardError(f"--since: {error}") from None
+    config = RedeliveryConfig(bootstrap, args.topic_prefix, since, args.message, args.tenant,
+                              Path(args.secrets_dir) if args.secrets_dir else None, dry_run=args.dry_run)
+    with ReadProgress("redeliver-callbacks") as progress:
+        report = asyncio.run(redeliver(config, progress=progress))
+    print(report.summary(args.dry_run))
+    return 0 if args.dry_run or report.complete else 1
 
 
 def _add_endpoint_options(command: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ from switchboard.kafka_io import MURMUR2_PARTITIONER, collect_json, new_producer
 from switchboard.serving import Served, serve
 from switchboard.topics import ensure_topics, event_topic_specs
 from tests.integration.conftest import until_committed
+from tests.integration.webhook_stack import switchboard
 
 SECRET = "whsec_integration_secret"
 PHONE = "+4712345678"
@@ -277,3 +278,40 @@ async def test_a_rebalance_hands_deliveries_under_way_to_the_new_owner_and_order
     assert receiver.invalid == 0
     # what was under way at the rebalance was cancelled and read again by the partitions' new owners
     assert first.stats.records + second.stats.records > len(records)
+
+
+async def test_callbacks_given_up_while_the_endpoint_was_down_are_redelivered_in_order_once_it_is_back(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path) -> None:
+    await ensure_topics(kafka_bootstrap, event_topic_specs(partitions=3, prefix=unique_prefix))
+    tenant, elsewhere = str(Tenant.create_id("umbrella")), str(Tenant.create_id("hooli"))
+    write_secret(tmp_path, tenant)
+    first, second, other = delivered_message(tenant), fallen_back_message(tenant), delivered_message(elsewhere)
+    config = config_for(kafka_bootstrap, unique_prefix, tmp_path)
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    common = ("--bootstrap", kafka_bootstrap, "--topic-prefix", unique_prefix, "--secrets-dir", str(tmp_path))
+
+    async with flaky_receiver() as receiver:
+        receiver.failures_per_event = 10**6  # down: every attempt answers 500 until the policy gives up
+        await produce(kafka_bootstrap, unique_prefix, [url_set(tenant, receiver.url), url_set(elsewhere,
+                                                                                              receiver.url)])
+        await produce(kafka_bootstrap, unique_prefix, interleaved(events_of(first), events_of(second),
+                                                                  events_of(other)))
+        async with running(CallbackFeeder(config)):
+            letters = await collect_json(kafka_bootstrap, config.dead_letter_topic, lambda seen: len(seen) >= 13)
+        assert receiver.accepted == []
+
+        receiver.failures_per_event = 0  # back up
+        code, dry = await switchboard("redeliver-callbacks", *common, "--since", before.isoformat(), "--dry-run")
+        assert (code, receiver.accepted) == (0, [])
+        assert "would redeliver 13 event(s) of 3 message(s) from 13 dead letter(s)" in dry
+        assert "not sendable: 4 the tenant has no signing secret" in dry  # hooli has a URL and no secret
+        code, output = await switchboard("redeliver-callbacks", *common, "--since", before.isoformat())
+        assert code == 1, output  # hooli's 4 could not be sent: not complete
+        assert "redelivered 9 of 13 event(s)" in output
+        again_code, again = await switchboard("redeliver-callbacks", *common, "--message", str(first.id))
+
+    assert {letter["cause"] for letter in letters} >= {"exhausted", "skipped"}
+    assert receiver.sequences(str(first.id)) == [5, 6, 7, 8]  # in order, each once (the receiver dedupes)
+    assert receiver.sequences(str(second.id)) == [5, 6, 9, 10, 11]
+    assert receiver.invalid == 0  # signed with the tenant's secret
+    assert (again_code, "redelivered 4 of 4 event(s) of 1 message(s)" in again) == (0, True), again
