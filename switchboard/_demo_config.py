@@ -6,6 +6,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -15,30 +16,45 @@ from connectors.inprocess import InProcessDriver
 from connectors.registry import load_drivers
 from switchboard.config import PipelineConfig, load
 
-__all__ = ["demo_declaration", "dump_toml", "receipt_statuses", "write_demo_declaration"]
+__all__ = ["SmsStandIn", "demo_declaration", "dump_toml", "receipt_statuses", "write_demo_declaration"]
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def demo_declaration(production: Mapping[str, Any], simulator_url: str) -> dict[str, Any]:
-    """A copy of the parsed declaration whose WhatsApp channels talk to the simulator and whose other channels are
-    the in-process stand-in (accepts everything, sends no receipts); everything else is left as it is."""
+@dataclass(frozen=True)
+class SmsStandIn:
+    """The Twilio simulator's URL, and the receiver's SMS webhook URL its status callbacks go to (and are signed
+    over): both must be in the declaration before the parts start."""
+
+    base_url: str
+    webhook_url: str
+
+
+def demo_declaration(production: Mapping[str, Any], simulator_url: str, sms: SmsStandIn | None = None
+                     ) -> dict[str, Any]:
+    """A copy of the parsed declaration whose WhatsApp channels talk to the simulator, whose SMS channels talk to
+    the Twilio simulator (when given), and whose other channels are the in-process stand-in (accepts everything,
+    sends no receipts); everything else is left as it is."""
     declaration: dict[str, Any] = json.loads(json.dumps(production, default=str))  # a deep copy; no dates here
     for channel in declaration.get("channels", []):
         if channel.get("kind") == "whatsapp":
             channel["driver"], channel["settings"] = "whatsapp", {"base_url": simulator_url}
+        elif channel.get("kind") == "sms" and sms is not None:
+            channel["driver"], channel["settings"] = "sms", {"base_url": sms.base_url, "webhook_url": sms.webhook_url}
         else:
             channel["driver"] = InProcessDriver.channel
             channel.pop("settings", None)
     return declaration
 
 
-def write_demo_declaration(source: Path, target: Path, simulator_url: str) -> PipelineConfig:
+def write_demo_declaration(source: Path, target: Path, simulator_url: str, sms: SmsStandIn | None = None
+                           ) -> PipelineConfig:
     """Writes the demo declaration derived from `source` to `target` and returns it loaded (hence validated)."""
-    declaration = demo_declaration(tomllib.loads(source.read_text()), simulator_url)
+    declaration = demo_declaration(tomllib.loads(source.read_text()), simulator_url, sms)
+    twilio = f"SMS the Twilio simulator at {sms.base_url}, " if sms is not None else ""
     header = (f"# Written by `switchboard demo` from {source}: the WhatsApp channel talks to the simulator at\n"
-              f"# {simulator_url}, every other channel is the in-process stand-in. Rewritten on each run; the\n"
-              f"# secrets come from the environment of the demo's processes, never from here.\n\n")
+              f"# {simulator_url}, {twilio}every other channel is the in-process stand-in. Rewritten on each run;\n"
+              f"# the secrets come from the environment of the demo's processes, never from here.\n\n")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + dump_toml(declaration))
     return load(target)

@@ -14,7 +14,7 @@ import aiohttp
 from projections.api import signed_get_headers
 from switchboard._demo_html import ReportPage, render_report
 from switchboard._demo_report import funnel_lines, funnel_table_lines, table_lines
-from switchboard._demo_stack import API_CLIENT, simulator_summary
+from switchboard._demo_stack import API_CLIENT, simulator_summary, twilio_summary
 from switchboard._demo_track import STALL_SECONDS
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ class Finish:
         print(f"\n{check}")
         path = self._write(funnel, table, check)
         print(f"Simulator: {simulator_summary(self.play.simulator.counters)}")
+        if self.play.twilio is not None:
+            print(f"Twilio simulator: {twilio_summary(self.play.twilio.counters)}")
         print(f"HTML report: {_shown(path)}")
         print(f"Logs and the demo's declaration: {_shown(self.run.directory)}/")
         print(f"Web console: {self.run.console_url} (one-time link; signed in already, reload it)", flush=True)
@@ -97,6 +99,7 @@ class Finish:
         notes = [f"Campaign segments: {', '.join(f'{n:,} {s}' for s, n in run.campaign.shares().items())}; "
                  f"{len(run.campaign.repliers)} replies planned, {len(play.answered)} answered in free text.",
                  f"Simulator: {simulator_summary(play.simulator.counters)}.",
+                 *([f"Twilio simulator: {twilio_summary(play.twilio.counters)}."] if play.twilio else []),
                  *(f"Fault {note}." for note in play.fault_notes), check,
                  *(["Stopped by --duration: messages not final are counted as they were."] if not self.done else [])]
         page = ReportPage(run.id, "Switchboard demo: the funnel", funnel, play.tracker.latencies(), notes,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer
 
+from connectors.twilio_simulator import TwilioSimulator
 from connectors.whatsapp_simulator import WhatsAppSimulator
 from schemas import DecodedEvent, decode
 from streams.pipeline._runtime import Topics
@@ -72,8 +73,9 @@ class Run:
 class Play:
     """The scenario's inputs, the faults and the answers to replies, while the message events are followed."""
 
-    def __init__(self, run: Run, config: PipelineConfig, simulator: WhatsAppSimulator, secrets_: DemoSecrets) -> None:
-        self.run, self.config, self.simulator, self.secrets = run, config, simulator, secrets_
+    def __init__(self, run: Run, config: PipelineConfig, simulator: WhatsAppSimulator, secrets_: DemoSecrets,
+                 twilio: TwilioSimulator | None = None) -> None:
+        self.run, self.config, self.simulator, self.secrets, self.twilio = run, config, simulator, secrets_, twilio
         self.topics = Topics(run.prefix)
         self.planned = run.scenario.expected(config)
         campaign = run.campaign

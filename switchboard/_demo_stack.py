@@ -1,4 +1,4 @@
-"""The demo's moving parts: the WhatsApp simulator in this process; receiver, pipeline and normaliser as children."""
+"""The demo's moving parts: the WhatsApp and Twilio simulators in this process; the other parts as children."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from connectors import whatsapp, whatsapp_simulator
+from connectors import twilio_sms, whatsapp, whatsapp_simulator
+from connectors.twilio_simulator import TwilioCounters, TwilioSimulatorConfig
 from connectors.whatsapp_simulator import SimulatorConfig, SimulatorCounters, WhatsAppSimulator
 from switchboard.config import PipelineConfig
 from switchboard.errors import SwitchboardError
@@ -24,7 +25,8 @@ from switchboard.workers import WorkerProcess
 
 __all__ = ["API_BANNER", "API_CLIENT", "CONSOLE_BANNER", "ApiCommand", "DemoSecrets",
            "NormaliserCommand", "PartFailed", "Processes", "ReceiverCommand", "log_paths",
-           "simulator_config", "simulator_summary", "start_faults", "wait_for_group", "wait_for_line"]
+           "simulator_config", "simulator_summary", "start_faults", "twilio_config", "twilio_summary",
+           "wait_for_group", "wait_for_line"]
 
 RECEIVER_BANNER = re.compile(r"webhook receiver on (http://[^/\s]+)/webhooks/")
 NORMALISER_BANNER = re.compile(r"webhook normaliser: reading")
@@ -46,16 +48,18 @@ class PartFailed(SwitchboardError):
 
 @dataclass(frozen=True)
 class ReceiverCommand:
-    """`switchboard receiver` on an ephemeral port (it prints the one it got)."""
+    """`switchboard receiver` for the demo's channels, on `port` (0: an ephemeral one; it prints the one it got)."""
 
     bootstrap: str
     prefix: str
     partitions: int
+    port: int = 0
+    channels: tuple[str, ...] = ("whatsapp",)
     worker_name: str = "webhook receiver"
 
     def command_line(self) -> list[str]:
-        return ["receiver", "--bootstrap", self.bootstrap, "--port", "0", "--topic-prefix", self.prefix,
-                "--partitions", str(self.partitions)]
+        return ["receiver", "--bootstrap", self.bootstrap, "--port", str(self.port), "--topic-prefix", self.prefix,
+                "--partitions", str(self.partitions), *(f"--channel={channel}" for channel in self.channels)]
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ class DemoSecrets:
     access_token: str = field(repr=False)
     app_secret: str = field(repr=False)
     api_secret: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(24))
+    # The Twilio simulator's account: an account SID is "AC" and 32 hex digits, its auth token 32 hex digits.
+    twilio_sid: str = field(default_factory=lambda: f"AC{secrets.token_hex(16)}")
+    twilio_token: str = field(repr=False, default_factory=lambda: secrets.token_hex(16))
+    sms_webhook_url: str = ""  # where Twilio posts status callbacks: the receiver's /webhooks/sms
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> DemoSecrets:
@@ -104,8 +112,10 @@ class DemoSecrets:
                    environ.get(whatsapp_simulator.ENV_APP_SECRET) or secrets.token_urlsafe(24))
 
     def child_environment(self) -> dict[str, str]:
+        twilio = {twilio_sms.ENV_ACCOUNT_SID: self.twilio_sid, twilio_sms.ENV_AUTH_TOKEN: self.twilio_token,
+                  twilio_sms.ENV_WEBHOOK_URL: self.sms_webhook_url} if self.sms_webhook_url else {}
         return {whatsapp.ENV_ACCESS_TOKEN: self.access_token, whatsapp.ENV_APP_SECRET: self.app_secret,
-                whatsapp.ENV_VERIFY_TOKEN: secrets.token_urlsafe(12), API_SECRET_ENV: self.api_secret}
+                whatsapp.ENV_VERIFY_TOKEN: secrets.token_urlsafe(12), API_SECRET_ENV: self.api_secret, **twilio}
 
     @staticmethod
     def api_clients(tenant: str) -> str:
@@ -127,6 +137,18 @@ def simulator_config(config: PipelineConfig, secrets_: DemoSecrets, undeliverabl
                            error_rate=ERROR_RATE, duplicate_rate=DUPLICATE_RATE, reorder_rate=REORDER_RATE,
                            mps_limit=MPS_LIMIT, webhook_attempts=8, webhook_timeout=30.0,
                            webhook_concurrency=WEBHOOK_CONCURRENCY)
+
+
+def twilio_config(secrets_: DemoSecrets) -> TwilioSimulatorConfig:
+    """The Twilio simulator for the SMS fallback: each message sent, then delivered, a receipt interval apart."""
+    return TwilioSimulatorConfig(secrets_.twilio_sid, secrets_.twilio_token, interval=0.4)
+
+
+def twilio_summary(counters: TwilioCounters) -> str:
+    refused = sum(counters.refused.values())
+    return (f"{_count(counters.requests, 'SMS request')}, {counters.accepted} accepted, {refused} refused, "
+            f"{_count(counters.callbacks_posted, 'status callback')} posted to the receiver"
+            f"{f' ({counters.callback_failures} given up)' if counters.callback_failures else ''}")
 
 
 def start_faults(simulator: WhatsAppSimulator) -> str:

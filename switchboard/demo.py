@@ -14,15 +14,16 @@ import os
 import shutil
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from connectors.twilio_simulator import TwilioSimulator
 from connectors.whatsapp_simulator import WhatsAppSimulator
 from streams.pipeline.app import PipelineSettings
 from switchboard._demo_campaign import build_campaign
-from switchboard._demo_config import write_demo_declaration
+from switchboard._demo_config import SmsStandIn, write_demo_declaration
 from switchboard._demo_play import Play, Run
 from switchboard._demo_scenario import build_scenario
 from switchboard._demo_stack import (
@@ -37,12 +38,14 @@ from switchboard._demo_stack import (
     log_paths,
     simulator_config,
     start_faults,
+    twilio_config,
     wait_for_group,
     wait_for_line,
 )
 from switchboard.config import PipelineConfig, default_path, load
 from switchboard.errors import SwitchboardError
 from switchboard.localkafka import LocalCluster, cache_root, external_bootstrap, local_cluster
+from switchboard.serving import free_port
 from switchboard.topics import ensure_topics
 from switchboard.workers import WorkerProcess
 
@@ -138,17 +141,27 @@ async def _platform(run: Run) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    secrets_ = DemoSecrets.from_environment(os.environ)
+    # The receiver's port is chosen first: Twilio's status callback URL (in the declaration, and what its
+    # signatures cover) names it before the receiver starts.
+    receiver_port = free_port()
+    secrets_ = replace(DemoSecrets.from_environment(os.environ),
+                       sms_webhook_url=f"http://127.0.0.1:{receiver_port}/webhooks/sms")
     undeliverable = run.scenario.undeliverable | run.campaign.undeliverable
     simulator = WhatsAppSimulator(simulator_config(run.production, secrets_, undeliverable))
+    twilio = TwilioSimulator(twilio_config(secrets_))
     await simulator.start()
     try:
-        config = write_demo_declaration(run.source, run.directory / "pipeline.toml", simulator.url)
+        await twilio.__aenter__()
+        sms = SmsStandIn(twilio.url, secrets_.sms_webhook_url)
+        config = write_demo_declaration(run.source, run.directory / "pipeline.toml", simulator.url, sms)
         print(f"WhatsApp simulator at {simulator.url} ({start_faults(simulator)})", flush=True)
-        await _start_parts(run, config, simulator, secrets_)
-        return await Play(run, config, simulator, secrets_).play()
+        print(f"Twilio simulator at {twilio.url} (the SMS fallback; status callbacks to {sms.webhook_url})",
+              flush=True)
+        await _start_parts(run, config, simulator, secrets_, receiver_port)
+        return await Play(run, config, simulator, secrets_, twilio).play()
     finally:
         await simulator.stop(drain=False)  # first: no webhook is posted to a receiver that is going away
+        await twilio.__aexit__(None, None, None)
         stopped = await asyncio.to_thread(run.processes.stop_all)
         if stopped:
             print(f"Stopped the simulator, {', '.join(_exited(name, code) for name, code in stopped.items())}.",
@@ -161,12 +174,15 @@ def _exited(name: str, code: int) -> str:
     return name if code == 0 else f"{name} (exit code {code})"
 
 
-async def _start_parts(run: Run, config: PipelineConfig, simulator: WhatsAppSimulator, secrets_: DemoSecrets) -> None:
+async def _start_parts(run: Run, config: PipelineConfig, simulator: WhatsAppSimulator, secrets_: DemoSecrets,
+                       receiver_port: int) -> None:
     """Topics, then the receiver (its URL goes to the simulator), the pipeline workers, the normaliser and the API."""
     env = secrets_.child_environment()
     settings = [_pipeline(run, config, number) for number in range(1, run.workers + 1)]
     await ensure_topics(run.bootstrap, settings[0].topic_specs())
-    receiver = _child(run, ReceiverCommand(run.bootstrap, run.prefix, config.streams.partitions), "receiver", env)
+    receiving = ReceiverCommand(run.bootstrap, run.prefix, config.streams.partitions, receiver_port,
+                                ("whatsapp", "sms"))
+    receiver = _child(run, receiving, "receiver", env)
     banner = await wait_for_line(receiver, RECEIVER_BANNER, run.processes, START_TIMEOUT)
     simulator.webhook_url = f"{banner[1]}/webhooks/whatsapp"
     print(f"Webhook receiver at {simulator.webhook_url}", flush=True)

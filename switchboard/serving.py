@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["Served", "serve", "serving"]
+__all__ = ["Served", "free_port", "serve", "serving"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,12 @@ async def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0,
         yield served.url
     finally:
         await served.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a part whose URL must be known before it starts (a provider's
+    callback URL in a declaration written first). Another process could take it in between; on one machine
+    running one demo that does not happen, and the part then fails to bind, loudly."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

@@ -15,7 +15,13 @@ from schemas import DecodedEvent, decode
 from streams.pipeline._commands import check_command
 from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Writer
-from switchboard._demo_config import demo_declaration, dump_toml, receipt_statuses, write_demo_declaration
+from switchboard._demo_config import (
+    SmsStandIn,
+    demo_declaration,
+    dump_toml,
+    receipt_statuses,
+    write_demo_declaration,
+)
 from switchboard._demo_report import Pace, funnel_lines, progress_line, table_lines
 from switchboard._demo_scenario import Scenario, build_scenario, pick_zones
 from switchboard._demo_stack import PartFailed, Processes, wait_for_line
@@ -159,6 +165,16 @@ def test_the_demo_declaration_points_whatsapp_at_the_simulator(demo_config: Pipe
     assert "driver" not in production["channels"][0]  # the repository's file is left as it is
     assert receipt_statuses(demo_config)["sms"] == frozenset()
     assert {"delivered", "read"} <= receipt_statuses(demo_config)["whatsapp"]
+
+
+def test_with_the_twilio_simulator_sms_goes_through_twilio_s_driver_and_reports_delivery(tmp_path: Path) -> None:
+    sms = SmsStandIn("http://127.0.0.1:8", "http://127.0.0.1:7/webhooks/sms")
+    config = write_demo_declaration(SHIPPED, tmp_path / "pipeline.toml", "http://127.0.0.1:9", sms)
+    channels = {c.id: c for c in config.channels}
+    assert (channels["sms"].driver, dict(channels["sms"].settings)) == (
+        "sms", {"base_url": "http://127.0.0.1:8", "webhook_url": "http://127.0.0.1:7/webhooks/sms"})
+    assert {"sent", "delivered"} <= receipt_statuses(config)["sms"]  # the demo waits for SMS delivery too
+    assert "the Twilio simulator at http://127.0.0.1:8" in (tmp_path / "pipeline.toml").read_text()
 
 
 # -- following messages and reporting --------------------------------------------------------------------------------
