@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from switchboard.serving import serve, serving
+from switchboard.serving import free_port, serve, serving
 
 
 async def hello(_: web.Request) -> web.Response:
@@ -46,5 +46,14 @@ async def test_an_ipv6_host_is_bracketed_in_the_url() -> None:
     served = await serve(hello_app(), "::1")
     try:
         assert served.url == f"http://[::1]:{served.port}"
+    finally:
+        await served.close()
+
+
+async def test_a_free_port_can_then_be_served_on() -> None:
+    port = free_port()
+    served = await serve(hello_app(), port=port)
+    try:
+        assert (served.port, served.url) == (port, f"http://127.0.0.1:{port}")
     finally:
         await served.close()
