@@ -209,11 +209,13 @@ class Writer:
     def _apply_watermarks(self, row: ContactRow, slot: MessageSlot, now: float, effects: Effects) -> None:
         """Records the receipts the row's watermarks imply for one sent message: each watermark at or after the
         provider's send time (its sent receipt's, else our acceptance's) covers it."""
+        if not row.watermarks or slot.channel is None:
+            return  # nearly every row: no channel of this contact's receipts by watermark
         message = slot.message
         sent_at = message.status_at(ReceiptStatus.SENT)
         since = sent_at.timestamp() if sent_at is not None else slot.accepted_at
         provider_id = message.provider_message_ids.get(message.attempt)
-        if not row.watermarks or since is None or provider_id is None or slot.channel is None:
+        if since is None or provider_id is None:
             return
         channel = self._kind(slot).value
         changed = False
