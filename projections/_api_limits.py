@@ -40,15 +40,25 @@ class Tier:
 
 @dataclass(frozen=True)
 class Limits:
-    """The tiers, which tier each client is on (others: `default_tier`), and the limit per IP address."""
+    """The tiers, which tier each client is on (others: `default_tier`), the limit per IP address, and how many
+    API processes share them behind one balancer (`replicas`: each enforces its share, 1/replicas of each)."""
 
     tiers: Mapping[str, Tier]
     default_tier: str
     per_ip: Tier
     clients: Mapping[str, str] = field(default_factory=dict)
+    replicas: int = 1
 
     def tier_of(self, client_id: str) -> Tier:
         return self.tiers[self.clients.get(client_id, self.default_tier)]
+
+    def share(self, tier: Tier) -> Tier:
+        """What one process enforces of a tier: its rate and burst divided by the replicas (a burst of at least
+        1), so that N processes behind a balancer that spreads requests evenly let through the tier, not N times
+        it."""
+        if self.replicas == 1 or tier.unlimited:
+            return tier
+        return Tier(tier.name, tier.per_second / self.replicas, max(1.0, tier.burst / self.replicas))
 
 
 DEFAULT_LIMITS: Final = Limits(
@@ -58,12 +68,13 @@ DEFAULT_LIMITS: Final = Limits(
 
 
 def parse_limits(text: str, where: str) -> Limits:
-    """`[tiers.NAME] per_second, burst`, `[clients] id = "tier"`, `default_tier`, `[per_ip] per_second, burst`."""
+    """`[tiers.NAME] per_second, burst`, `[clients] id = "tier"`, `default_tier`, `[per_ip] per_second, burst`,
+    `replicas`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise LimitsError(f"{where}: not TOML ({error})") from None
-    unknown = sorted(set(data) - {"tiers", "clients", "default_tier", "per_ip"})
+    unknown = sorted(set(data) - {"tiers", "clients", "default_tier", "per_ip", "replicas"})
     if unknown:
         raise LimitsError(f"{where}: unknown key {unknown[0]!r}")
     tiers = {name: _tier(value, name, f"{where}: tiers.{name}") for name, value in _table(data, "tiers", where).items()}
@@ -77,7 +88,10 @@ def parse_limits(text: str, where: str) -> Limits:
         if tier not in tiers:
             raise LimitsError(f"{where}: clients.{client}: {tier!r} is not a declared tier")
     per_ip = _tier(data["per_ip"], "per_ip", f"{where}: per_ip") if "per_ip" in data else DEFAULT_LIMITS.per_ip
-    return Limits(tiers, default, per_ip, clients)
+    replicas = data.get("replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise LimitsError(f"{where}: replicas: a whole number >= 1 (the API processes sharing these limits)")
+    return Limits(tiers, default, per_ip, clients, replicas)
 
 
 def _table(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -148,11 +162,13 @@ class RateLimiter:
 
     def client(self, client_id: str, cost: float = 1.0) -> None:
         """Raises 429 rate_limited (with Retry-After) when the client's tier has no room for `cost` requests."""
-        self._take("client", client_id, self.watcher.current().tier_of(client_id), cost)
+        limits = self.watcher.current()
+        self._take("client", client_id, limits.share(limits.tier_of(client_id)), cost)
 
     def address(self, ip: str) -> None:
         """Raises 429 rate_limited when this IP address has sent more than its limit."""
-        self._take("ip", ip, self.watcher.current().per_ip, 1.0)
+        limits = self.watcher.current()
+        self._take("ip", ip, limits.share(limits.per_ip), 1.0)
 
     def _take(self, kind: str, who: str, tier: Tier, cost: float) -> None:
         if tier.unlimited:

@@ -14,7 +14,7 @@ from connectors.ingest import IngestClients
 from projections import MemoryStore
 from projections._api_follow import ReadModels
 from projections._api_keys import ApiKeys
-from projections._api_limits import LimitsError, LimitsWatcher, RateLimiter, parse_limits
+from projections._api_limits import LimitsError, LimitsWatcher, RateLimiter, Tier, parse_limits
 from projections._api_openapi import document
 from projections._api_reads import ApiError
 from projections._api_send_body import parse_message
@@ -102,6 +102,26 @@ def test_a_client_over_its_tier_gets_429_with_retry_after(tmp_path: Path) -> Non
         limiter.address("10.0.0.1")  # per_second 0: no limit per IP
     now[0] = 1.0
     limiter.client("erp-1")  # a second later one token is back
+
+
+def test_replicas_share_a_tier_so_that_together_they_let_the_tier_through(tmp_path: Path) -> None:
+    path = tmp_path / "limits.toml"
+    path.write_text("replicas = 2\n" + LIMITS)
+    now = [0.0]
+    replicas = [RateLimiter(LimitsWatcher(path, clock=lambda: now[0]), clock=lambda: now[0]) for _ in range(2)]
+    limits = replicas[0].watcher.current()
+    assert limits.share(limits.tier_of("erp-big")) == Tier("big", 50, 50)  # 100/s, burst 100, over two
+    assert limits.share(limits.tier_of("erp-1")).burst == 1  # a burst of 2 over two: 1 each, never 0
+    refusals: list[str] = []
+    for request in range(10):  # a balancer spreading one client's requests round robin
+        try:
+            replicas[request % 2].client("erp-1")
+        except ApiError as refused:
+            refusals.append(refused.message)
+    assert len(refusals) == 8  # the tier's burst of 2 went through, not 4
+    assert all("0.5/s, burst 1" in refusal for refusal in refusals)
+    with pytest.raises(LimitsError, match="replicas"):
+        parse_limits("replicas = 0\n" + LIMITS, "limits.toml")
 
 
 def test_a_changed_limits_file_applies_without_restart_and_a_broken_one_keeps_the_old(tmp_path: Path) -> None:
