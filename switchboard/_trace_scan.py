@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -16,13 +15,14 @@ from aiokafka.structs import TopicPartition
 from schemas import DecodedEvent, decode
 from switchboard import tracing
 from switchboard.errors import SwitchboardError
+from switchboard.log_reads import OnRead, read_partitions
 
 __all__ = ["TOPIC_PATTERNS", "TraceStep", "check_trace_id", "render", "scan_trace"]
 
 # The topics a request's path crosses (changelogs and consumer offsets are state, not path).
 TOPIC_PATTERNS: Final = ("sb.events.", "sb.commands", "sb.dispatch", "sb.webhooks.raw", "sb.deadletters",
                          "sb.rejects")
-Progress = Callable[[int, int], None]  # (records read, records to read)
+Progress = OnRead
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,18 @@ async def scan_trace(bootstrap: str, trace_id: str, prefix: str = "", progress: 
     partitions = await _partitions(bootstrap, prefix, topics)
     if not partitions:
         return []
+    needle, steps = trace_id.encode(), list[TraceStep]()
+
+    def keep(record: ConsumerRecord[bytes, bytes]) -> bool:
+        step = _match(record, needle)
+        if step is not None:
+            steps.append(step)
+        return False  # the step is all that is kept of a record
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        total = sum(ends[tp] - starts[tp] for tp in partitions)
-        steps = await _read(consumer, ends, trace_id.encode(), total, progress)
+        await read_partitions(consumer, partitions, keep, None, progress)
     finally:
         await consumer.stop()
     return sorted(steps, key=lambda step: (step.time, step.topic, step.position))
@@ -101,32 +104,6 @@ def _traced(topic: str, prefix: str) -> bool:
         return False
     name = topic[len(prefix):]
     return any(name.startswith(pattern) for pattern in TOPIC_PATTERNS) and not name.endswith("-changelog")
-
-
-async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], needle: bytes, total: int,
-                progress: Progress | None) -> list[TraceStep]:
-    steps: list[TraceStep] = []
-    remaining = {tp: end for tp, end in ends.items() if end > 0}
-    read, shown = 0, time.monotonic()
-    while remaining:
-        batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-        for tp, records in batches.items():
-            for record in records:
-                if record.offset < ends[tp]:
-                    read += 1
-                    step = _match(record, needle)
-                    if step is not None:
-                        steps.append(step)
-        for tp in list(remaining):
-            if await consumer.position(tp) >= remaining[tp]:
-                del remaining[tp]
-                consumer.pause(tp)
-        if progress is not None and time.monotonic() - shown >= 1.0:
-            progress(read, total)
-            shown = time.monotonic()
-    if progress is not None:
-        progress(read, total)
-    return steps
 
 
 def _match(record: ConsumerRecord[bytes, bytes], needle: bytes) -> TraceStep | None:

@@ -423,6 +423,7 @@ def _add_trace(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _trace(args: argparse.Namespace) -> int:
     import asyncio
 
+    from projections._read_progress import ReadProgress
     from switchboard._trace_scan import check_trace_id, render, scan_trace
 
     trace_id = check_trace_id(args.trace_id)  # before any network: a typo is a clear error, not a long scan
@@ -430,11 +431,8 @@ def _trace(args: argparse.Namespace) -> int:
     if bootstrap is None:
         raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
 
-    def progress(read: int, total: int) -> None:
-        print(f"\rscanned {read:,} of {total:,} records", end="", file=sys.stderr, flush=True)
-
-    steps = asyncio.run(scan_trace(bootstrap, trace_id, args.topic_prefix, progress))
-    print(file=sys.stderr)
+    with ReadProgress("trace") as progress:
+        steps = asyncio.run(scan_trace(bootstrap, trace_id, args.topic_prefix, progress))
     print(render(steps, args.json))
     return 0 if steps else 1
 
