@@ -30,6 +30,7 @@ from aggregates._values import (
     RateLimitTier,
     SuppressionReason,
     TemplateCategory,
+    TemplateQuality,
     normalize_locale,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "SwitchboardAggregate",
     "Template",
     "TemplateCategory",
+    "TemplateQuality",
     "TemplateVersion",
     "Tenant",
     "VersionGap",

@@ -55,6 +55,7 @@ _EVENTS: Mapping[type[SwitchboardAggregate], Mapping[str, type[AggregateEvent]]]
         "TemplateVersionPublished": Template.VersionPublished,
         "TemplateApprovalStatusChanged": Template.ApprovalStatusChanged,
         "TemplateCategoryChanged": Template.CategoryChanged,
+        "TemplateQualityChanged": Template.QualityChanged,
     },
     Tenant: {
         "TenantRegistered": Tenant.Registered,

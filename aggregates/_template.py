@@ -8,7 +8,14 @@ from dataclasses import dataclass, replace
 from uuid import UUID
 
 from aggregates._base import DomainError, SwitchboardAggregate, derived_id
-from aggregates._values import ApprovalStatus, Channel, ParameterFormat, TemplateCategory, normalize_locale
+from aggregates._values import (
+    ApprovalStatus,
+    Channel,
+    ParameterFormat,
+    TemplateCategory,
+    TemplateQuality,
+    normalize_locale,
+)
 
 __all__ = ["SENDABLE", "Template", "TemplateVersion", "template_parameters"]
 
@@ -111,6 +118,17 @@ class Template(SwitchboardAggregate):
             """Take the new category."""
             aggregate.category = self.new_category
 
+    class QualityChanged(SwitchboardAggregate.Event):
+        """The provider rated the template's quality anew (for one translation, or the template as a whole)."""
+
+        new_quality: TemplateQuality
+        previous_quality: TemplateQuality | None
+        locale: str | None
+
+        def apply(self, aggregate: Template) -> None:
+            """Keep the rating of that translation ("" for the template as a whole)."""
+            aggregate.quality = {**aggregate.quality, self.locale or "": self.new_quality}
+
     def __init__(
         self,
         tenant_id: str,
@@ -124,8 +142,9 @@ class Template(SwitchboardAggregate):
         self.category = category
         self.parameter_format = parameter_format
         self.channel = channel
-        # Replaced, never mutated in place: snapshots share it with live aggregates.
+        # Replaced, never mutated in place: snapshots share them with live aggregates.
         self.versions: Mapping[str, tuple[TemplateVersion, ...]] = {}
+        self.quality: Mapping[str, TemplateQuality] = {}  # locale ("" for the whole template) -> rating
 
     @staticmethod
     def create_id(tenant_id: str, channel: Channel, name: str) -> UUID:
@@ -197,6 +216,16 @@ class Template(SwitchboardAggregate):
             new_category=new_category,
             locale=None if locale is None else normalize_locale(locale),
         )
+        return True
+
+    def rate_quality(self, new_quality: TemplateQuality, locale: str | None = None,
+                     previous_quality: TemplateQuality | None = None) -> bool:
+        """Records the provider's quality rating; False (no event) if it is the rating already recorded."""
+        where = None if locale is None else normalize_locale(locale)
+        if self.quality.get(where or "") == new_quality:
+            return False
+        self.trigger_event(self.QualityChanged, new_quality=new_quality, previous_quality=previous_quality,
+                           locale=where)
         return True
 
     def template_version(self, locale: str, version: int) -> TemplateVersion:

@@ -20,6 +20,7 @@ __all__ = [
     "RateLimitTier",
     "SuppressionReason",
     "TemplateCategory",
+    "TemplateQuality",
     "normalize_locale",
     "require_aware",
 ]
@@ -103,6 +104,15 @@ class ParameterFormat(StrEnum):
 
     POSITIONAL = "positional"
     NAMED = "named"
+
+
+class TemplateQuality(StrEnum):
+    """A template's quality rating at the provider, in WhatsApp's spelling (from recipients' feedback)."""
+
+    UNKNOWN = "UNKNOWN"
+    GREEN = "GREEN"
+    YELLOW = "YELLOW"
+    RED = "RED"
 
 
 class ApprovalStatus(StrEnum):

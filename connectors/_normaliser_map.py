@@ -61,7 +61,7 @@ RECEIPT_STATUSES: Final[Mapping[ReceiptStatus, str]] = {
     ReceiptStatus.PLAYED: "read",
     ReceiptStatus.FAILED: "failed",
 }
-TEMPLATES_NOT_APPLIED: Final = "template quality and components updates not applied"
+TEMPLATES_NOT_APPLIED: Final = "template components updates not applied"
 VERIFIED_HEADER: Final = "signature-verified"
 
 
@@ -359,7 +359,7 @@ def _received_at(headers: Mapping[str, str]) -> datetime | None:
 def _unapplied(item: NormalizedItem) -> tuple[str, dict[str, Any]]:
     """Why an item is parked, and what identifies it (never a phone number or a message text)."""
     if isinstance(item, TemplateUpdateItem):
-        # Quality scores and component edits have no Template event (reviews and categories become commands).
+        # Component edits have no Template event (reviews, categories and quality ratings become commands).
         return TEMPLATES_NOT_APPLIED, {
             "update": item.kind.value, "template_id": item.template_id, "template_name": item.template_name,
             "language": item.language, "status": item.status, "reason": item.reason,

@@ -1,4 +1,4 @@
-"""A provider's template review or recategorisation as a `template_update` command for the template writer."""
+"""A provider's template review, recategorisation or quality rating as a `template_update` command."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from switchboard.config import ChannelConfig
 
 __all__ = ["APPLIED_TEMPLATE_UPDATES", "template_command"]
 
-# Updates the Template aggregate has events for; quality scores and component edits it does not model.
-APPLIED_TEMPLATE_UPDATES: Final = frozenset({TemplateUpdateKind.STATUS, TemplateUpdateKind.CATEGORY})
+# Updates the Template aggregate has events for; component edits it does not model.
+APPLIED_TEMPLATE_UPDATES: Final = frozenset({TemplateUpdateKind.STATUS, TemplateUpdateKind.CATEGORY,
+                                             TemplateUpdateKind.QUALITY})
 # Meta's `reason` on a status update that has none.
 _NO_REASON: Final = frozenset({"", "NONE"})
 
@@ -41,6 +42,8 @@ def template_command(item: TemplateUpdateItem, channels: Sequence[ChannelConfig]
     }
     if item.kind is TemplateUpdateKind.STATUS:
         command.update(status=item.status, reason=None if (item.reason or "") in _NO_REASON else item.reason)
+    elif item.kind is TemplateUpdateKind.QUALITY:
+        command.update(new_quality=item.new_quality, previous_quality=item.previous_quality)
     else:
         command.update(new_category=item.new_category, previous_category=item.previous_category)
     return command

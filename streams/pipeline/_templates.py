@@ -14,6 +14,7 @@ from aggregates import (
     ParameterFormat,
     Template,
     TemplateCategory,
+    TemplateQuality,
     normalize_locale,
 )
 from schemas import EVENT_TOPICS
@@ -31,15 +32,15 @@ __all__ = [
 
 TEMPLATE_COMMANDS_TOPIC: Final = "sb.commands.template"
 # What reaches the template writer (sb.commands.template, key: the Template aggregate id):
-#   template_update   -- the provider reviewed (update "status") or recategorised (update "category") one language
-#                        of a template; normalised from its webhook
+#   template_update   -- the provider reviewed (update "status"), recategorised (update "category") or rated the
+#                        quality of (update "quality") one language of a template; normalised from its webhook
 #   template_version  -- new content for one locale (the template admin's command; registers the template first)
 TEMPLATE_COMMAND_KINDS: Final = frozenset({"template_update", "template_version"})
 _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "template_update": ("command_id", "aggregate_id", "tenant", "channel", "name", "update"),
     "template_version": ("command_id", "aggregate_id", "tenant", "channel", "name", "category", "locale", "body"),
 }
-_UPDATES: Final = frozenset({"status", "category"})
+_UPDATES: Final = frozenset({"status", "category", "quality"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class TemplateRow:
     """Everything the writer keeps for one template: one table row, rewritten per command."""
 
     template: Template | None = None
-    # "status:<locale>" or "category" -> provider time of the newest update applied: an older one is stale
+    # "status:<locale>", "category" or "quality:<locale>" -> provider time of the newest update applied: an older
+    # one is stale
     latest: dict[str, datetime] = field(default_factory=dict)
     applied_offset: int = -1  # source offset last applied: a record at or below it is a redelivery
     applied_cluster: str = ""  # the cluster of that offset (_guard.py)
@@ -111,6 +113,8 @@ class TemplateWriter:
                 self._status(row, command)
             elif command["update"] == "category":
                 self._category(row, command)
+            elif command["update"] == "quality":
+                self._quality(row, command)
             else:
                 raise _Refused(f"unknown template update {command['update']!r} (expected one of {sorted(_UPDATES)})")
         except (_Refused, DomainError, ValueError) as error:  # refused before the aggregate changed
@@ -148,6 +152,21 @@ class TemplateWriter:
         template.change_category(new, locale)
         row.template = template
         _seen(row, "category", at)
+
+    def _quality(self, row: TemplateRow, command: Mapping[str, Any]) -> None:
+        """The provider's quality rating of a template it knows: of one translation, or the whole template."""
+        new = TemplateQuality(str(command.get("new_quality")).upper())
+        if row.template is None:
+            raise _Refused(f"template {command['name']!r} was never registered: its {new.value} quality rating "
+                           "names nothing to record it for")
+        previous = TemplateQuality(str(command["previous_quality"]).upper()) if command.get("previous_quality") \
+            else None
+        locale = normalize_locale(command["language"]) if command.get("language") else None
+        at = _at(command)
+        if _stale(row, f"quality:{locale or ''}", at):
+            return
+        row.template.rate_quality(new, locale, previous)
+        _seen(row, f"quality:{locale or ''}", at)
 
     def _version(self, row: TemplateRow, command: Mapping[str, Any]) -> None:
         """New content for a locale, pending review; the same content as the locale's newest version is no change."""

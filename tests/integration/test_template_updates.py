@@ -90,6 +90,12 @@ def recategorisation(name: str, new: str, previous: str, at: int) -> dict[str, A
     return notification(WABA, "template_category_update", value, time=at)
 
 
+def rating(name: str, new: str, previous: str, at: int) -> dict[str, Any]:
+    value = {"message_template_id": 4711, "message_template_name": name, "message_template_language": "en",
+             "previous_quality_score": previous, "new_quality_score": new}
+    return notification(WABA, "message_template_quality_update", value, time=at)
+
+
 async def post(stack: Stack, body: dict[str, Any]) -> None:
     """Posts a webhook signed with the app secret, as Meta does; the receiver answers once it is on the raw topic."""
     raw = json.dumps(body).encode()
@@ -139,7 +145,7 @@ def types(events: Events) -> list[str]:
     return [event_type for event_type, _ in events]
 
 
-async def test_reviews_and_a_recategorisation_reach_the_template_and_repeats_add_nothing(stack: Stack) -> None:
+async def test_reviews_a_recategorisation_and_a_rating_reach_the_template_and_repeats_add_nothing(stack: Stack) -> None:
     name, now = "order_shipped", int(time.time())
     await publish(stack, name, "Order {{1}} has shipped")
     await template_events(stack, name, lambda got: len(got) >= 2)
@@ -156,14 +162,18 @@ async def test_reviews_and_a_recategorisation_reach_the_template_and_repeats_add
     await commands_seen(stack, name, 3)
     await post(stack, recategorisation(name, "MARKETING", "UTILITY", now + 1))
     await commands_seen(stack, name, 4)
-    await post(stack, review(name, "PAUSED", now + 2, reason="LOW_QUALITY"))  # a marker: applied after the repeats
+    await post(stack, rating(name, "RED", "YELLOW", now + 2))
+    await commands_seen(stack, name, 5)
+    await post(stack, review(name, "PAUSED", now + 3, reason="LOW_QUALITY"))  # a marker: applied after the repeats
 
-    events = await template_events(stack, name, lambda got: len(got) >= 5)
+    events = await template_events(stack, name, lambda got: len(got) >= 6)
     assert types(events) == ["TemplateRegistered", "TemplateVersionPublished", "TemplateApprovalStatusChanged",
-                             "TemplateCategoryChanged", "TemplateApprovalStatusChanged"]
+                             "TemplateCategoryChanged", "TemplateQualityChanged", "TemplateApprovalStatusChanged"]
     changed = events[3][1]
     assert (changed["previous_category"], changed["new_category"], changed["locale"]) == ("utility", "marketing", "en")
-    assert (events[4][1]["status"], events[4][1]["reason"]) == ("PAUSED", "LOW_QUALITY")
+    rated = events[4][1]
+    assert (rated["previous_quality"], rated["new_quality"], rated["locale"]) == ("YELLOW", "RED", "en")
+    assert (events[5][1]["status"], events[5][1]["reason"]) == ("PAUSED", "LOW_QUALITY")
     assert all(value["envelope"]["tenant_id"] == TENANT for _, value in events)
 
 

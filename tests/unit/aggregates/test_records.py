@@ -30,6 +30,7 @@ from aggregates import (
     SwitchboardAggregate,
     Template,
     TemplateCategory,
+    TemplateQuality,
     Tenant,
     from_record,
     to_record,
@@ -58,6 +59,7 @@ def _scenario() -> list[SwitchboardAggregate]:
     template.publish_version("en", "Code {{1}}", header="Acme", footer="Do not share")
     template.set_approval_status("en", 1, ApprovalStatus.APPROVED)
     template.change_category(TemplateCategory.UTILITY, "en")
+    template.rate_quality(TemplateQuality.YELLOW, "en", previous_quality=TemplateQuality.GREEN)
     return [tenant, contact, template, *_messages(contact)]
 
 

@@ -10,6 +10,7 @@ from aggregates import (
     ParameterFormat,
     Template,
     TemplateCategory,
+    TemplateQuality,
     template_parameters,
 )
 
@@ -92,6 +93,17 @@ def test_unchanged_statuses_and_categories_are_no_ops() -> None:
     changed = template.collect_events()[-1]
     assert isinstance(changed, Template.CategoryChanged)
     assert changed.previous_category is TemplateCategory.UTILITY
+
+
+def test_quality_is_kept_per_translation_and_an_unchanged_rating_is_no_op() -> None:
+    template = _template()
+    assert template.rate_quality(TemplateQuality.YELLOW, "pt-BR", previous_quality=TemplateQuality.GREEN)
+    assert not template.rate_quality(TemplateQuality.YELLOW, "pt_BR")  # the same translation, spelt otherwise
+    assert template.rate_quality(TemplateQuality.GREEN)  # the template as a whole
+    assert template.quality == {"pt_BR": TemplateQuality.YELLOW, "": TemplateQuality.GREEN}
+    rated = [e for e in template.collect_events() if isinstance(e, Template.QualityChanged)]
+    assert [(e.locale, e.previous_quality, e.new_quality) for e in rated] == [
+        ("pt_BR", TemplateQuality.GREEN, TemplateQuality.YELLOW), (None, None, TemplateQuality.GREEN)]
 
 
 def test_statuses_of_unpublished_versions_are_refused() -> None:

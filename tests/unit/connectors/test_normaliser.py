@@ -444,8 +444,8 @@ def test_a_simulator_webhook_maps_every_item_in_order(mapper: ItemMapper) -> Non
 
 
 @pytest.mark.parametrize(("item", "reason"), [
-    (TemplateUpdateItem("whatsapp", TemplateUpdateKind.QUALITY, "987", "order_shipped", "en", "waba", AT,
-                        new_quality="RED"), TEMPLATES_NOT_APPLIED),
+    (TemplateUpdateItem("whatsapp", TemplateUpdateKind.COMPONENTS, "987", "order_shipped", "en", "waba", AT),
+     TEMPLATES_NOT_APPLIED),
     (AccountErrorItem("whatsapp", ACME_ACCOUNT, (ProviderError("131042", "payment"),)),
      "account errors not yet applied"),
     (UnhandledItem("whatsapp", "account_update", "field not normalised"),
@@ -456,14 +456,11 @@ def test_items_not_applied_yet_are_dead_letters(mapper: ItemMapper, item: Normal
     assert (letter.kind, letter.value["reason"], letter.value["item"]) == (OutputKind.DEAD_LETTER, reason, 1)
 
 
-def test_template_dead_letters_say_which_template_and_quality(mapper: ItemMapper) -> None:
-    item = TemplateUpdateItem("whatsapp", TemplateUpdateKind.QUALITY, "987", "order_shipped", "en", "waba", AT,
-                              new_quality="RED", previous_quality="YELLOW")
+def test_template_dead_letters_say_which_template_and_update(mapper: ItemMapper) -> None:
+    item = TemplateUpdateItem("whatsapp", TemplateUpdateKind.COMPONENTS, "987", "order_shipped", "en", "waba", AT)
     [letter] = mapper.map(SOURCE, "whatsapp", [item]).outputs
-    assert {k: letter.value["details"][k] for k in ("update", "template_id", "template_name", "language",
-                                                    "new_quality")} \
-        == {"update": "quality", "template_id": "987", "template_name": "order_shipped", "language": "en",
-            "new_quality": "RED"}
+    assert {k: letter.value["details"][k] for k in ("update", "template_id", "template_name", "language")} \
+        == {"update": "components", "template_id": "987", "template_name": "order_shipped", "language": "en"}
 
 
 def test_an_item_that_fails_to_map_is_a_dead_letter_and_the_rest_go_on(config: PipelineConfig) -> None:

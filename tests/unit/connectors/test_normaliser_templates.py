@@ -13,7 +13,7 @@ from aggregates import Channel, Template
 from connectors import TemplateUpdateItem, TemplateUpdateKind
 from connectors._normaliser_map import DriverCache, Mapped, OutputKind, Source
 from connectors._whatsapp_bodies import notification, template_status_webhook_body
-from connectors.normaliser import TEMPLATES_NOT_APPLIED, AddressIndex, ItemMapper, NormaliserStats
+from connectors.normaliser import AddressIndex, ItemMapper, NormaliserStats
 from streams.pipeline._templates import TemplateRow, TemplateWriter, check_template_command
 from switchboard._config_parse import load_bytes
 from switchboard.config import PipelineConfig
@@ -94,12 +94,20 @@ def test_the_writer_applies_what_the_normaliser_writes() -> None:
     assert (event.locale, event.status.value) == ("pt_BR", "APPROVED")
 
 
-def test_quality_updates_stay_parked() -> None:
+def test_a_quality_rating_becomes_a_command_the_writer_applies() -> None:
     value = {"message_template_id": 987, "message_template_name": "order_shipped",
-             "message_template_language": "en", "previous_quality_score": "GREEN", "new_quality_score": "YELLOW"}
-    [letter] = mapped(notification("waba-1", "message_template_quality_update", value, time=1772357400)).outputs
-    assert (letter.kind, letter.value["reason"], letter.value["details"]["new_quality"]) == (
-        OutputKind.DEAD_LETTER, TEMPLATES_NOT_APPLIED, "YELLOW")
+             "message_template_language": "pt-BR", "previous_quality_score": "GREEN", "new_quality_score": "YELLOW"}
+    [output] = mapped(notification("waba-1", "message_template_quality_update", value, time=1772357400)).outputs
+    assert output.kind is OutputKind.TEMPLATE_COMMAND
+    command = check_template_command(output.value)
+    assert {k: command[k] for k in ("update", "name", "language", "new_quality", "previous_quality")} == {
+        "update": "quality", "name": "order_shipped", "language": "pt-BR", "new_quality": "YELLOW",
+        "previous_quality": "GREEN"}
+    row, writer = TemplateRow(), TemplateWriter()
+    writer.handle(row, check_template_command({**command, "kind": "template_version", "command_id": "admin-1",
+                                              "category": "utility", "locale": "pt_BR", "body": "Pedido {{1}}"}))
+    [event] = writer.handle(row, command).events
+    assert (event.locale, event.previous_quality.value, event.new_quality.value) == ("pt_BR", "GREEN", "YELLOW")
 
 
 @pytest.mark.parametrize(("item", "tenants", "reason"), [

@@ -38,6 +38,11 @@ def category(new: str, previous: str | None = None, at: str = "2026-03-01T09:30:
     return command(update="category", new_category=new, previous_category=previous, language="en", at=at)
 
 
+def quality(new: str, previous: str | None = None, at: str = "2026-03-01T09:30:00+00:00",
+            language: str | None = "en") -> dict[str, Any]:
+    return command(update="quality", new_quality=new, previous_quality=previous, language=language, at=at)
+
+
 def version(body: str = "Order {{1}} has shipped", locale: str = "en", **fields: Any) -> dict[str, Any]:
     return command("template_version", category="utility", locale=locale, body=body, **fields)
 
@@ -87,6 +92,17 @@ def test_a_review_older_than_the_last_one_applied_is_stale(published: TemplateRo
     assert published.template.template_version("en", 1).status.value == "PAUSED"
 
 
+def test_quality_ratings_are_recorded_once_and_an_older_one_does_not_undo_a_newer(published: TemplateRow) -> None:
+    writer = TemplateWriter()
+    assert types(writer.handle(published, quality("YELLOW", "GREEN"))) == ["TemplateQualityChanged"]
+    assert writer.handle(published, quality("YELLOW", "GREEN")).events == []  # the same webhook again
+    assert writer.handle(published, quality("RED", at="2026-03-01T09:00:00+00:00")).events == []  # older
+    [whole] = writer.handle(published, quality("GREEN", language=None)).events  # the template as a whole
+    assert published.template is not None
+    assert published.template.quality == {"en": "YELLOW", "": "GREEN"}
+    assert whole.locale is None
+
+
 def test_webhook_languages_are_matched_with_the_published_locale() -> None:
     row, writer = TemplateRow(), TemplateWriter()
     writer.handle(row, version(locale="pt_BR"))
@@ -100,7 +116,9 @@ def test_webhook_languages_are_matched_with_the_published_locale() -> None:
     (status("SOMETHING_NEW"), "ValueError"),
     (category("PROMOTIONAL"), "ValueError"),
     ({**category("MARKETING"), "name": "other"}, "aggregate_id is not"),
-    ({**category("MARKETING"), "update": "quality"}, "unknown template update"),
+    ({**category("MARKETING"), "update": "components"}, "unknown template update"),
+    (quality("RED"), "was never registered"),
+    (quality("PURPLE"), "ValueError"),
     (version(body="Hi {{2}}"), "positional parameters"),
     (version(name="Order Shipped", aggregate_id=str(Template.create_id("acme", Channel.WHATSAPP, "Order Shipped"))),
      "lowercase letters"),
