@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
 from connectors._hub import SIGNATURE_HEADER, hub_signature
-from connectors._simulator_http import PostFailed, WebhookPoster
+from connectors._simulator_base import ProviderSimulator
 from connectors.messenger import GRAPH_API_VERSION, TEXT_LIMIT
-from switchboard.serving import Served, serve
 
 __all__ = ["MessengerCounters", "MessengerSimulator", "MessengerSimulatorConfig"]
 
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,42 +49,21 @@ class MessengerCounters:
     webhook_failures: int = 0
 
 
-class MessengerSimulator:
+class MessengerSimulator(ProviderSimulator):
     """`POST /{version}/me/messages` as the Graph API answers it, on a local port."""
 
+    provider = "Messenger"
+
     def __init__(self, config: MessengerSimulatorConfig) -> None:
+        super().__init__(config.host, config.port)
         self.config = config
         self.counters = MessengerCounters()
         self.messages: dict[str, dict[str, Any]] = {}  # mid -> the send request's body
         self._mids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._poster = WebhookPoster(limit=16, timeout=5.0)
-        self._served: Served | None = None
-        self._url: str | None = None
 
-    @property
-    def url(self) -> str:
-        """The base URL to give the driver as `base_url`."""
-        if self._url is None:
-            raise RuntimeError("the Messenger simulator is not started")
-        return self._url
-
-    async def __aenter__(self) -> Self:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The Send API."""
         app.router.add_post("/{version}/me/messages", self._send)
-        self._served = await serve(app, self.config.host, self.config.port, access_log=None)
-        self._url = self._served.url
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._poster.aclose()
-        if self._served is not None:
-            await self._served.close()
 
     async def _send(self, request: web.Request) -> web.Response:
         self.counters.requests += 1
@@ -111,9 +85,7 @@ class MessengerSimulator:
         self.messages[mid] = body
         self.counters.accepted += 1
         if self.config.webhook_url:
-            task = asyncio.create_task(self._webhooks(mid, body))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._webhooks(mid, body))
         return web.json_response({"recipient_id": body["recipient"]["id"], "message_id": mid})
 
     def _refusal(self, request: web.Request, body: Any) -> tuple[int, int, int | None, str] | None:
@@ -138,31 +110,26 @@ class MessengerSimulator:
         echo = {"mid": mid, "is_echo": True, "app_id": 1, "text": message["text"]}
         if message.get("metadata"):
             echo["metadata"] = message["metadata"]
-        await self._post({"sender": {"id": self.config.page_id}, "recipient": {"id": user},
-                          "timestamp": _now_ms(), "message": echo})
+        page, to_page = {"id": self.config.page_id}, {"recipient": {"id": self.config.page_id}}
+        await self._post_event({"sender": page, "recipient": {"id": user}, "timestamp": _now_ms(), "message": echo})
         await asyncio.sleep(self.config.interval)
         delivery: dict[str, Any] = {"watermark": _now_ms()}
         if self.config.delivery_mids:
             delivery["mids"] = [mid]
-        await self._post({"sender": {"id": user}, "recipient": {"id": self.config.page_id}, "delivery": delivery})
+        await self._post_event({"sender": {"id": user}, **to_page, "delivery": delivery})
         await asyncio.sleep(self.config.interval)
-        await self._post({"sender": {"id": user}, "recipient": {"id": self.config.page_id}, "timestamp": _now_ms(),
-                          "read": {"watermark": _now_ms()}})
+        await self._post_event({"sender": {"id": user}, **to_page, "timestamp": _now_ms(),
+                                "read": {"watermark": _now_ms()}})
 
-    async def _post(self, event: dict[str, Any]) -> None:
+    async def _post_event(self, event: dict[str, Any]) -> None:
         """One page notification with one event; a few attempts, then dropped (counted)."""
         document = {"object": "page", "entry": [{"id": self.config.page_id, "time": _now_ms(), "messaging": [event]}]}
         raw = json.dumps(document).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: hub_signature(raw, self.config.app_secret)}
-        for _ in range(self.config.webhook_attempts):
-            try:
-                if 200 <= await self._poster.post(self.config.webhook_url, raw, headers) < 300:
-                    self.counters.webhooks_posted += 1
-                    return
-            except PostFailed as error:
-                _log.debug("webhook to %s failed: %s", self.config.webhook_url, error)
-            await asyncio.sleep(self.config.interval)
-        self.counters.webhook_failures += 1
+        if await self._post(self.config.webhook_url, raw, headers, self.config.webhook_attempts, self.config.interval):
+            self.counters.webhooks_posted += 1
+        else:
+            self.counters.webhook_failures += 1
 
 
 def _now_ms() -> int:

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import itertools
-import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
 from connectors._privacy import mask_phone
-from connectors._simulator_http import PostFailed, WebhookPoster
+from connectors._simulator_base import ProviderSimulator
 from connectors.twilio_sms import SIGNATURE_HEADER, twilio_signature
-from switchboard.serving import Served, serve
 
 __all__ = ["TwilioCounters", "TwilioSimulator", "TwilioSimulatorConfig"]
 
-_log = logging.getLogger(__name__)
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _API = "2010-04-01"
 
@@ -54,47 +49,21 @@ class TwilioCounters:
     callback_failures: int = 0
 
 
-class TwilioSimulator:
+class TwilioSimulator(ProviderSimulator):
     """`POST /2010-04-01/Accounts/{AccountSid}/Messages.json` as Twilio answers it, on a local port."""
 
+    provider = "Twilio"
+
     def __init__(self, config: TwilioSimulatorConfig) -> None:
+        super().__init__(config.host, config.port)
         self.config = config
         self.counters = TwilioCounters()
         self.messages: dict[str, dict[str, str]] = {}  # sid -> the create request's form
         self._sids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._poster = WebhookPoster(limit=16, timeout=5.0)
-        self._served: Served | None = None
-        self._url: str | None = None
 
-    @property
-    def url(self) -> str:
-        """The base URL to give the driver as `base_url`."""
-        if self._url is None:
-            raise RuntimeError("the Twilio simulator is not started")
-        return self._url
-
-    @property
-    def pending_callbacks(self) -> int:
-        """Messages whose status callbacks are still to be posted."""
-        return len(self._tasks)
-
-    async def __aenter__(self) -> Self:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The Messages create endpoint."""
         app.router.add_post(f"/{_API}/Accounts/{{account}}/Messages.json", self._create)
-        self._served = await serve(app, self.config.host, self.config.port, access_log=None)
-        self._url = self._served.url
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._poster.aclose()
-        if self._served is not None:
-            await self._served.close()
 
     async def _create(self, request: web.Request) -> web.Response:
         self.counters.requests += 1
@@ -109,9 +78,7 @@ class TwilioSimulator:
         self.messages[sid] = form
         self.counters.accepted += 1
         if form.get("StatusCallback"):
-            task = asyncio.create_task(self._callbacks(sid, form))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._callbacks(sid, form))
         return web.json_response(self._resource(sid, form), status=201)
 
     def _refusal(self, request: web.Request, form: Mapping[str, str]) -> tuple[int, int, str] | None:
@@ -140,7 +107,7 @@ class TwilioSimulator:
             statuses[-1] = "undelivered"
         for status in statuses:
             await asyncio.sleep(self.config.interval)
-            await self._post(form["StatusCallback"], self._callback_form(sid, form, status))
+            await self._post_callback(form["StatusCallback"], self._callback_form(sid, form, status))
 
     def _callback_form(self, sid: str, form: Mapping[str, str], status: str) -> list[tuple[str, str]]:
         fields = [("MessageSid", sid), ("SmsSid", sid), ("MessageStatus", status), ("SmsStatus", status),
@@ -150,17 +117,12 @@ class TwilioSimulator:
             fields += [("ErrorCode", "30003"), ("ErrorMessage", "Unreachable destination handset")]
         return fields
 
-    async def _post(self, url: str, fields: list[tuple[str, str]]) -> None:
+    async def _post_callback(self, url: str, fields: list[tuple[str, str]]) -> None:
         """Signed over the exact callback URL and the parameters, as Twilio signs; a few attempts, then dropped."""
         body = urlencode(fields).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1",
                    SIGNATURE_HEADER: twilio_signature(url, fields, self.config.auth_token)}
-        for _ in range(self.config.callback_attempts):
-            try:
-                if 200 <= await self._poster.post(url, body, headers) < 300:
-                    self.counters.callbacks_posted += 1
-                    return
-            except PostFailed as error:
-                _log.debug("status callback to %s failed: %s", url, error)
-            await asyncio.sleep(self.config.interval)
-        self.counters.callback_failures += 1
+        if await self._post(url, body, headers, self.config.callback_attempts, self.config.interval):
+            self.counters.callbacks_posted += 1
+        else:
+            self.counters.callback_failures += 1
