@@ -79,6 +79,12 @@ class InMemoryWebhookSink(RawWebhookSink):
             self.rejected.append(SinkRecord(channel, raw, dict(headers), reason))
             self.changed.notify_all()
 
+    async def holding(self, count: int, timeout: float = 10.0) -> None:
+        """Returns once `count` records (accepted and rejected) are held; TimeoutError after `timeout`."""
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(lambda: len(self.accepted) + len(self.rejected) >= count),
+                                   timeout)
+
 
 def digest_partition(sha256_hex: str, partitions: int) -> int:
     """The partition of a raw body's record: its digest's first 32 bits, modulo the partitions.

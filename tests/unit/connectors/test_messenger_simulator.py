@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -44,15 +43,10 @@ async def messenger(token: str = PAGE_TOKEN, mids: bool = True) -> AsyncIterator
             await server.close()
 
 
-async def webhooks(sink: InMemoryWebhookSink, count: int) -> None:
-    async with sink.changed:
-        await asyncio.wait_for(sink.changed.wait_for(lambda: len(sink.accepted) + len(sink.rejected) >= count), 10)
-
-
 async def test_a_send_is_echoed_delivered_and_read_by_signed_webhooks() -> None:
     async with messenger() as m:
         result = await m.driver.send(OutboundMessage("c.m", PAGE_ID, PSID, Text("Your order shipped")))
-        await webhooks(m.sink, 3)
+        await m.sink.holding(3)
     assert result.outcome is Outcome.ACCEPTED
     assert m.sink.rejected == []  # every webhook passed the signature check
     items = [item for record in m.sink.accepted for item in m.driver.parse_webhook(record.raw)]
@@ -70,7 +64,7 @@ async def test_a_send_is_echoed_delivered_and_read_by_signed_webhooks() -> None:
 async def test_without_mids_a_delivery_is_its_watermark_only() -> None:
     async with messenger(mids=False) as m:
         await m.driver.send(OutboundMessage("c.m", PAGE_ID, PSID, Text("hi")))
-        await webhooks(m.sink, 3)
+        await m.sink.holding(3)
     delivered = m.driver.parse_webhook(m.sink.accepted[1].raw)
     assert [(r.status, r.watermark) for r in delivered if isinstance(r, ReceiptItem)] == [
         (ReceiptStatus.DELIVERED, True)]

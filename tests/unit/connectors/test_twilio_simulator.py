@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from base64 import b64encode
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,15 +52,10 @@ def _config(simulator: TwilioSimulator, token: str, webhook_url: str) -> TwilioS
                            auth_token=SecretSource.of(token))
 
 
-async def callbacks(sink: InMemoryWebhookSink, count: int) -> None:
-    async with sink.changed:
-        await asyncio.wait_for(sink.changed.wait_for(lambda: len(sink.accepted) + len(sink.rejected) >= count), 10)
-
-
 async def test_a_send_is_accepted_and_its_status_callbacks_reach_the_receiver_signed_and_named() -> None:
     async with twilio() as t:
         result = await t.driver.send(OutboundMessage("c.m", FROM, RECIPIENT, Text("Your order shipped")))
-        await callbacks(t.sink, 2)
+        await t.sink.holding(2)
     assert (result.outcome, result.provider_status) == (Outcome.ACCEPTED, "queued")
     assert t.sink.rejected == []  # every callback passed the signature check over its URL
     receipts = [item for record in t.sink.accepted
@@ -75,7 +69,7 @@ async def test_a_send_is_accepted_and_its_status_callbacks_reach_the_receiver_si
 async def test_an_unreachable_handset_ends_undelivered_with_30003() -> None:
     async with twilio() as t:
         await t.driver.send(OutboundMessage("c.m", FROM, UNREACHABLE, Text("hi")))
-        await callbacks(t.sink, 2)
+        await t.sink.holding(2)
     last = t.driver.parse_webhook(t.sink.accepted[-1].raw)[0]
     assert isinstance(last, ReceiptItem)
     assert (last.status, [error.code for error in last.errors]) == (ReceiptStatus.FAILED, ["30003"])
