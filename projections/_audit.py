@@ -19,7 +19,7 @@ from projections._audit_log import fetch_records, read_key
 from projections._audit_state import BadTime, contact_state, message_state, parse_time
 from switchboard.log_reads import OnRead
 
-__all__ = ["AuditLine", "BadTime", "MessageAudit", "RecipientAudit", "audit_message", "audit_recipient",
+__all__ = ["AuditLine", "BadTime", "MessageAudit", "RecipientAudit", "audit_message", "audit_recipient", "lines_since",
            "parse_time", "render", "render_recipient", "to_json"]
 
 
@@ -51,7 +51,7 @@ async def audit_message(bootstrap: str, prefix: str, message_id: str, contact_id
     """Reads the contact's partitions of the commands and the message events (from `since`, if given), and the
     records they point at; `progress(read, total)` as the partitions are read."""
     log = await _contact_log(bootstrap, prefix, contact_id, since, progress)
-    return MessageAudit(message_id, contact_id, message_lines(log, message_id), since)
+    return MessageAudit(message_id, contact_id, lines_since(message_lines(log, message_id), since), since)
 
 
 async def audit_recipient(bootstrap: str, prefix: str, contact_id: str, as_of: datetime | None = None,
@@ -61,15 +61,21 @@ async def audit_recipient(bootstrap: str, prefix: str, contact_id: str, as_of: d
     if as_of is not None and since is not None:
         raise ValueError("a state as of a time needs the whole history: it cannot be read from a later time")
     log = await _contact_log(bootstrap, prefix, contact_id, since, progress)
-    messages = [MessageAudit(message_id, contact_id, message_lines(log, message_id), since)
+    messages = [MessageAudit(message_id, contact_id, lines_since(message_lines(log, message_id), since), since)
                 for message_id in log.message_ids()]
-    audit = RecipientAudit(contact_id, contact_lines(log), messages, since=since)
+    audit = RecipientAudit(contact_id, lines_since(contact_lines(log), since), messages, since=since)
     if as_of is None:
         return audit
     own = [event for event in log.contact_events if event.aggregate_id == contact_id]
     states = {message_id: message_state([e for e in log.message_events if e.aggregate_id == message_id], as_of)
               for message_id in log.message_ids()}
     return RecipientAudit(contact_id, audit.contact, messages, as_of, contact_state(own, as_of), states)
+
+
+def lines_since(lines: list[AuditLine], since: datetime | None) -> list[AuditLine]:
+    """The steps at or after `since`. Reading began at the first record stamped then, and a record is stamped when
+    it is written, so it can hold an event of a moment before (written with the batch after it): not shown."""
+    return lines if since is None else [line for line in lines if line.at >= since]
 
 
 async def _contact_log(bootstrap: str, prefix: str, contact_id: str, since: datetime | None,

@@ -20,7 +20,7 @@ from aggregates import (
     ReceiptStatus,
     to_record,
 )
-from projections._audit import MessageAudit, render, to_json
+from projections._audit import MessageAudit, lines_since, render, to_json
 from projections._audit_chain import ContactLog, Event, contact_lines, message_lines, parse_commands, parse_events
 from projections._audit_log import pointer_of
 from projections._audit_mask import masked, masked_body
@@ -116,6 +116,16 @@ def test_every_step_follows_its_cause_and_names_it() -> None:
     assert steps[8]["cause"] == "the retry was due (partition clock tick at sb.commands-0@3)"
     assert steps[11]["details"]["body"] == {"statuses": [{"recipient_id": "49*********78", "status": "delivered"}]}
     assert steps[12]["cause"] == "whatsapp webhook"
+
+
+def test_since_a_time_the_story_shows_only_the_steps_at_or_after_it() -> None:
+    log, message, webhook = _history()
+    lines = message_lines(log.contact_log({RAW: webhook}), str(message.id))
+    middle = lines[len(lines) // 2].at
+    kept = lines_since(lines, middle)
+    assert kept == [line for line in lines if line.at >= middle]
+    assert 0 < len(kept) < len(lines)
+    assert lines_since(lines, None) == lines
 
 
 def test_a_receipt_whose_raw_record_is_gone_says_so() -> None:
