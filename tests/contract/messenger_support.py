@@ -155,3 +155,12 @@ class MessengerBackend(ContractBackend):
         assert result.provider_message_id is not None
         body = self.api.echo_webhook(result.provider_message_id)
         return signed(body), body
+
+
+def messenger_channel(driver: str = "messenger", settings: str = "") -> str:
+    """A `[[channels]]` entry of pipeline.toml for the page PAGE_ID of tenant acme (`settings`: the inside of its
+    settings table)."""
+    table = f"settings = {{ {settings} }}\n" if settings else ""
+    return (f'\n[[channels]]\nid = "messenger"\nkind = "messenger"\ntenant = "acme"\nprovider = "meta-page"\n'
+            f'driver = "{driver}"\n{table}[[channels.senders]]\nid = "page-main"\naddress = "{PAGE_ID}"\n'
+            f"per_second = 1000\n")

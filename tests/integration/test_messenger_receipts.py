@@ -12,31 +12,16 @@ from connectors.messenger import ENV_APP_SECRET, ENV_PAGE_TOKEN, MessengerDriver
 from connectors.messenger_simulator import MessengerSimulator, MessengerSimulatorConfig
 from connectors.normaliser import Normaliser, NormaliserConfig
 from connectors.receiver import KafkaWebhookSink
+from tests.contract.messenger_support import PAGE_ID, messenger_channel
 from tests.integration.conftest import StartPipeline
 from tests.integration.pipeline_support import message_events, request, send_commands, types, write_pipeline
 from tests.integration.test_receipts_end_to_end import receiver
 
-PAGE_ID, PAGE_TOKEN, APP_SECRET = "104400000000001", "it-page-token", "it-app-secret"
+PAGE_TOKEN, APP_SECRET = "it-page-token", "it-app-secret"
 # The default route goes to Messenger, falling back to WhatsApp; the channel is declared after the shared parts.
 TO_MESSENGER = ('name = "default"\ntenant = "acme"\nchannel = "whatsapp"\nfallback = ["sms"]',
                 'name = "default"\ntenant = "acme"\nchannel = "messenger"\nfallback = ["whatsapp"]')
 RECEIPTS = ("MessageSent", "MessageDelivered", "MessageRead")
-
-
-def messenger_channel(base_url: str) -> str:
-    return f"""
-[[channels]]
-id = "messenger"
-kind = "messenger"
-tenant = "acme"
-provider = "meta-page"
-driver = "messenger"
-settings = {{ base_url = "{base_url}" }}
-[[channels.senders]]
-id = "page-main"
-address = "{PAGE_ID}"
-per_second = 1000
-"""
 
 
 @pytest.mark.parametrize("mids", [True, False], ids=["delivery-with-mids", "delivery-by-watermark-only"])
@@ -50,7 +35,7 @@ async def test_a_messenger_message_is_sent_delivered_and_read_by_the_pages_webho
             receiver(sink, MessengerDriver.from_settings({})) as url:
         page = MessengerSimulatorConfig(PAGE_ID, PAGE_TOKEN, APP_SECRET, webhook_url=url, delivery_mids=mids)
         async with MessengerSimulator(page) as messenger:
-            config = write_pipeline(tmp_path, extra=messenger_channel(messenger.url))
+            config = write_pipeline(tmp_path, extra=messenger_channel(settings=f'base_url = "{messenger.url}"'))
             config.write_text(config.read_text().replace(*TO_MESSENGER))
             await start_pipeline(config)
             normaliser = Normaliser(NormaliserConfig(kafka_bootstrap, unique_prefix, f"{unique_prefix}normaliser",

@@ -45,6 +45,7 @@ from streams.pipeline import check_command, send_reference
 from switchboard._config_parse import load_bytes
 from switchboard.cli import main
 from switchboard.config import PipelineConfig
+from tests.contract.messenger_support import messenger_channel
 
 ACME_ACCOUNT, GLOBEX_ACCOUNT = "105954558954427", "200000000000002"
 AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -234,17 +235,7 @@ def test_a_twilio_status_callback_belongs_to_the_message_its_callback_url_names(
     assert (bare.outputs, bare.foreign_receipts) == ([], 1)
 
 
-MESSENGER_CHANNEL = """
-[[channels]]
-id = "messenger"
-kind = "messenger"
-tenant = "acme"
-provider = "meta-page"
-driver = "messenger"
-[[channels.senders]]
-id = "page-main"
-address = "104400000000001"
-"""
+MESSENGER_CHANNEL = messenger_channel()
 MESSENGER_FIXTURES = Path(__file__).parents[2] / "contract" / "data" / "messenger"
 
 

@@ -11,21 +11,12 @@ from streams.pipeline._state import ContactRow
 from streams.pipeline._writer import Effects, Writer
 from switchboard._config_parse import load_bytes
 from switchboard.config import PipelineConfig
+from tests.contract.messenger_support import messenger_channel
 from tests.unit.pipeline.conftest import PIPELINE, contact_id, outcome, request
 
 NOON = 1_764_072_000.0  # 2025-11-25 12:00 UTC: outside the declaration's quiet hours
 PSID = "6789012345678901"
-MESSENGER_CHANNEL = b"""
-[[channels]]
-id = "messenger"
-kind = "messenger"
-tenant = "acme"
-provider = "meta-page"
-driver = "inprocess"
-[[channels.senders]]
-id = "page-main"
-address = "104400000000001"
-"""
+MESSENGER_CHANNEL = messenger_channel(driver="inprocess").encode()
 # The default route goes to Messenger first, then WhatsApp; the declaration's other parts are the shared one's.
 MESSENGER = PIPELINE.replace(b'name = "default"\ntenant = "acme"\nchannel = "whatsapp"\nfallback = ["sms"]',
                              b'name = "default"\ntenant = "acme"\nchannel = "messenger"\nfallback = ["whatsapp"]') \
