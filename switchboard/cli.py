@@ -251,9 +251,7 @@ def _topics(args: argparse.Namespace) -> int:
     from switchboard.config import default_path, load
     from switchboard.topics import ensure_topics, event_topic_specs
 
-    bootstrap = args.bootstrap or external_bootstrap()
-    if bootstrap is None:
-        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    bootstrap = _bootstrap(args)
     streams = load(default_path()).streams
     specs = event_topic_specs(streams.partitions, streams.replication)
     asyncio.run(ensure_topics(bootstrap, specs))
@@ -291,9 +289,7 @@ def _redeliver_callbacks(args: argparse.Namespace) -> int:
     from projections._audit import BadTime, parse_time
     from projections._read_progress import ReadProgress
 
-    bootstrap = args.bootstrap or external_bootstrap()
-    if bootstrap is None:
-        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    bootstrap = _bootstrap(args)
     if args.since is None and args.message is None:
         raise SwitchboardError("give --since (when the endpoint went down) or --message: a run without either would "
                                "send every callback ever given up again")
@@ -307,6 +303,14 @@ def _redeliver_callbacks(args: argparse.Namespace) -> int:
         report = asyncio.run(redeliver(config, progress=progress))
     print(report.summary(args.dry_run))
     return 0 if args.dry_run or report.complete else 1
+
+
+def _bootstrap(args: argparse.Namespace) -> str:
+    """--bootstrap, else KAFKA_BOOTSTRAP_SERVERS; a clear error (exit 2) without either."""
+    bootstrap = args.bootstrap or external_bootstrap()
+    if bootstrap is None:
+        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    return bootstrap
 
 
 def _add_endpoint_options(command: argparse.ArgumentParser) -> None:
@@ -323,9 +327,7 @@ def _callbacks(args: argparse.Namespace) -> int:
 
     from connectors.callback_feeder import FeederConfig, run_callback_feeder
 
-    bootstrap = args.bootstrap or external_bootstrap()
-    if bootstrap is None:
-        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    bootstrap = _bootstrap(args)
     secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
     asyncio.run(run_callback_feeder(FeederConfig(bootstrap, args.topic_prefix, args.group, secrets_dir,
                                                  web_host=args.web_host, web_port=args.web_port,
@@ -349,9 +351,7 @@ def _receiver(args: argparse.Namespace) -> int:
 
     from connectors.receiver import run_receiver
 
-    bootstrap = args.bootstrap or external_bootstrap()
-    if bootstrap is None:
-        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    bootstrap = _bootstrap(args)
     asyncio.run(run_receiver(bootstrap, host=args.host, port=args.port, channels=args.channels or ["whatsapp"],
                              prefix=args.topic_prefix, partitions=args.partitions))
     return 0
@@ -373,9 +373,7 @@ def _normaliser(args: argparse.Namespace) -> int:
 
     from connectors.normaliser import NormaliserConfig, run_normaliser
 
-    bootstrap = args.bootstrap or external_bootstrap()
-    if bootstrap is None:
-        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    bootstrap = _bootstrap(args)
     asyncio.run(run_normaliser(NormaliserConfig(bootstrap, args.topic_prefix, args.group, Path(args.config),
                                                 web_host=args.web_host, web_port=args.web_port,
                                                 ready_lag=args.ready_lag)))
@@ -401,9 +399,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     clients = load_clients(Path(args.clients_file) if args.clients_file else None)
     clients.check_secrets()  # before any network: a missing secret is a set-up error, not a 500 later
-    bootstrap = args.bootstrap or external_bootstrap()
-    if bootstrap is None:
-        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    bootstrap = _bootstrap(args)
     streams = load(default_path()).streams
     asyncio.run(run_ingest(bootstrap, clients, host=args.host, port=args.port, prefix=args.topic_prefix,
                            partitions=streams.partitions, replication=streams.replication))
@@ -427,9 +423,7 @@ def _trace(args: argparse.Namespace) -> int:
     from switchboard._trace_scan import check_trace_id, render, scan_trace
 
     trace_id = check_trace_id(args.trace_id)  # before any network: a typo is a clear error, not a long scan
-    bootstrap = args.bootstrap or external_bootstrap()
-    if bootstrap is None:
-        raise SwitchboardError("give --bootstrap or set KAFKA_BOOTSTRAP_SERVERS (`switchboard kafka start` prints it)")
+    bootstrap = _bootstrap(args)
 
     with ReadProgress("trace") as progress:
         steps = asyncio.run(scan_trace(bootstrap, trace_id, args.topic_prefix, progress))
