@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping
@@ -13,7 +14,7 @@ from aggregates import Contact, Message, SwitchboardAggregate, fold, from_record
 from connectors._privacy import mask_phone
 from projections._audit_chain import Event
 
-__all__ = ["BadTime", "contact_state", "message_state", "parse_time"]
+__all__ = ["BadTime", "contact_state", "message_state", "parse_time", "time_argument"]
 
 _UNIX = re.compile(r"\d+(\.\d+)?")
 TAggregate = TypeVar("TAggregate", bound=SwitchboardAggregate)
@@ -34,6 +35,14 @@ def parse_time(text: str) -> datetime:
         raise BadTime(f"{text!r} is not a time: give ISO-8601 (2026-11-25T22:40:00Z) or unix seconds "
                       "(1764110400)") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def time_argument(text: str) -> datetime:
+    """parse_time as an argparse `type`: a bad time is the command line's error (exit 2, naming the option)."""
+    try:
+        return parse_time(text)
+    except BadTime as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def contact_state(events: Iterable[Event], at: datetime) -> dict[str, Any] | None:

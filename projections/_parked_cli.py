@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from projections._audit import BadTime, parse_time
+from projections._audit_state import time_argument
 from projections._parked import DEAD_LETTERS, REJECTS, Parked, parked, render_list, render_summary, summarise
 from projections._read_progress import ReadProgress
 from switchboard.log_reads import read_topics
@@ -19,8 +19,9 @@ def add_deadletters_command(commands: argparse._SubParsersAction[argparse.Argume
     command = commands.add_parser("deadletters", help="what was parked (sb.deadletters, sb.rejects) and why")
     command.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
     command.add_argument("--topic-prefix", default="")
-    command.add_argument("--since", help="only what was parked at or after this time (ISO-8601, e.g. "
-                                         "2026-11-25T22:40:00Z, or unix seconds)")
+    command.add_argument("--since", type=time_argument,
+                         help="only what was parked at or after this time (ISO-8601, e.g. 2026-11-25T22:40:00Z, or "
+                              "unix seconds)")
     command.add_argument("--stage", help="only this stage (writer, dispatch, triggers, normaliser, status-callback, "
                                          "'receiver (whatsapp)', ...)")
     command.add_argument("--reason", help="only reasons containing this text (case-insensitive)")
@@ -31,17 +32,12 @@ def add_deadletters_command(commands: argparse._SubParsersAction[argparse.Argume
 
 
 def _deadletters(args: argparse.Namespace) -> int:
-    try:
-        since = parse_time(args.since) if args.since is not None else None
-    except BadTime as error:
-        print(f"--since: {error}", file=sys.stderr)
-        return 2
     if args.top < 1:
         print("--top must be at least 1", file=sys.stderr)
         return 2
     topics = {args.topic_prefix + name: name for name in (DEAD_LETTERS, REJECTS)}
     with ReadProgress("deadletters") as progress:
-        found = asyncio.run(read_topics(args.bootstrap, topics, since, progress))
+        found = asyncio.run(read_topics(args.bootstrap, topics, args.since, progress))
     read = sum(len(records) for records in found.values())
     items = [item for name, records in found.items() for record in records
              if _wanted(item := parked(record, topics[name]), args)]

@@ -24,7 +24,8 @@ from projections import (
     message_key,
     print_progress,
 )
-from projections._audit import BadTime, audit_message, audit_recipient, parse_time, render, render_recipient, to_json
+from projections._audit import audit_message, audit_recipient, render, render_recipient, to_json
+from projections._audit_state import time_argument
 from projections._backends import BACKENDS, open_backend
 from projections._followup_runner import run_followups
 from projections._followups import FollowUpRules, FollowUps
@@ -79,11 +80,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     audit.add_argument("--contact", help="message: the recipient's contact id (default: looked up in the "
                                          "message-status projection under --root)")
     audit.add_argument("--root", type=Path, default=Path("var/projections"))
-    audit.add_argument("--as-of", help="recipient: also the state of the contact and its messages at this time "
-                                       "(ISO-8601, e.g. 2026-11-25T22:40:00Z, or unix seconds)")
-    audit.add_argument("--since", help="read only records stamped at or after this time (same forms as --as-of): "
-                                       "the contact's partitions hold every other contact of their hash and the "
-                                       "partition clock's ticks, so a long history takes long to read whole")
+    audit.add_argument("--as-of", type=time_argument,
+                       help="recipient: also the state of the contact and its messages at this time (ISO-8601, e.g. "
+                            "2026-11-25T22:40:00Z, or unix seconds)")
+    audit.add_argument("--since", type=time_argument,
+                       help="read only records stamped at or after this time (same forms as --as-of): the contact's "
+                            "partitions hold every other contact of their hash and the partition clock's ticks, so a "
+                            "long history takes long to read whole")
     audit.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     audit.set_defaults(handler=_audit)
     add_deadletters_command(commands)
@@ -120,11 +123,7 @@ async def _serve_followups(args: argparse.Namespace, rules: FollowUps, store: Pr
 
 
 def _audit(args: argparse.Namespace) -> int:
-    try:
-        as_of, since = (parse_time(value) if value is not None else None for value in (args.as_of, args.since))
-    except BadTime as error:
-        print(f"--as-of/--since: {error}", file=sys.stderr)
-        return 2
+    as_of, since = args.as_of, args.since
     if args.what == "recipient":
         return _audit_recipient(args, as_of, since)
     if as_of is not None:

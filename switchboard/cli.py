@@ -261,6 +261,8 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from projections._audit_state import time_argument
+
     callbacks = commands.add_parser("callbacks", help="POST message status events from Kafka to tenants' callback URLs")
     callbacks.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
     callbacks.add_argument("--topic-prefix", default="", help="prefix for sb.events.* and sb.deadletters")
@@ -272,8 +274,9 @@ def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]
                                     help="send given-up status callbacks (sb.deadletters) again, in order per message")
     redeliver.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
     redeliver.add_argument("--topic-prefix", default="", help="prefix for sb.deadletters and sb.events.tenant")
-    redeliver.add_argument("--since", help="letters written at or after this time (ISO-8601 or unix seconds); "
-                                           "needed unless --message names one message")
+    redeliver.add_argument("--since", type=time_argument,
+                           help="letters written at or after this time (ISO-8601 or unix seconds); needed unless "
+                                "--message names one message")
     redeliver.add_argument("--message", help="only this message's events")
     redeliver.add_argument("--tenant", help="only this tenant's events")
     redeliver.add_argument("--secrets-dir", help="signing secrets in DIR/callbacks/<tenant id> (env vars win)")
@@ -286,18 +289,13 @@ def _redeliver_callbacks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from connectors.callback_redelivery import RedeliveryConfig, redeliver
-    from projections._audit import BadTime, parse_time
     from projections._read_progress import ReadProgress
 
     bootstrap = _bootstrap(args)
     if args.since is None and args.message is None:
         raise SwitchboardError("give --since (when the endpoint went down) or --message: a run without either would "
                                "send every callback ever given up again")
-    try:
-        since = parse_time(args.since) if args.since is not None else None
-    except BadTime as error:
-        raise SwitchboardError(f"--since: {error}") from None
-    config = RedeliveryConfig(bootstrap, args.topic_prefix, since, args.message, args.tenant,
+    config = RedeliveryConfig(bootstrap, args.topic_prefix, args.since, args.message, args.tenant,
                               Path(args.secrets_dir) if args.secrets_dir else None, dry_run=args.dry_run)
     with ReadProgress("redeliver-callbacks") as progress:
         report = asyncio.run(redeliver(config, progress=progress))

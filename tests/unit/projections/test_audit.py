@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -24,7 +25,7 @@ from projections._audit import MessageAudit, lines_since, render, to_json
 from projections._audit_chain import ContactLog, Event, contact_lines, message_lines, parse_commands, parse_events
 from projections._audit_log import pointer_of
 from projections._audit_mask import masked, masked_body
-from projections._audit_state import BadTime, contact_state, message_state, parse_time
+from projections._audit_state import BadTime, contact_state, message_state, parse_time, time_argument
 from schemas import TraceContext, encode
 from switchboard.log_reads import LogRecord
 
@@ -206,6 +207,8 @@ def test_times_are_iso_or_unix_seconds(text: str, expected: datetime) -> None:
 def test_a_bad_time_is_a_clear_error(text: str) -> None:
     with pytest.raises(BadTime, match="ISO-8601"):
         parse_time(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="ISO-8601"):  # on a command line: exit 2, the option named
+        time_argument(text)
 
 
 def test_phone_numbers_are_masked_by_field_and_by_shape() -> None:
