@@ -115,17 +115,29 @@ async def redeliver(config: RedeliveryConfig, *, transport: Transport | None = N
 
 def _targets(by_tenant: Mapping[str, Deliveries], registry: CallbackRegistry, secrets: CallbackSecrets,
              report: RedeliveryReport) -> dict[str, CallbackTarget]:
-    """Each tenant's target as of now; a tenant without a URL or a secret is counted as not sent (its letters stay)."""
+    """Each tenant's target as of now; a tenant without one is counted as not sent, with why (its letters stay)."""
     targets = {}
     for tenant, messages in by_tenant.items():
-        url, secret = registry.url(tenant, CallbackKind.MESSAGE_STATUS), secrets.lookup(tenant)
-        why = "the tenant has no status callback URL" if url is None else \
-            "the tenant has no signing secret" if secret is None else None
-        if why is not None or url is None or secret is None:
-            report.not_sent[why or "?"] += sum(len(events) for events in messages.values())
-            continue
-        targets[tenant] = CallbackTarget(url, secret)
+        target = _target(tenant, registry, secrets)
+        if isinstance(target, str):
+            report.not_sent[target] += sum(len(events) for events in messages.values())
+        else:
+            targets[tenant] = target
     return targets
+
+
+def _target(tenant: str, registry: CallbackRegistry, secrets: CallbackSecrets) -> CallbackTarget | str:
+    """The tenant's status callback target, or why there is none."""
+    url = registry.url(tenant, CallbackKind.MESSAGE_STATUS)
+    if url is None:
+        return "the tenant has no status callback URL"
+    secret = secrets.lookup(tenant)
+    if secret is None:
+        return "the tenant has no signing secret"
+    try:
+        return CallbackTarget(url, secret)
+    except ValueError:  # the feeder dead-letters these as invalid_callback_url: not one we send to
+        return "the tenant's status callback URL is not http(s)://host/..."
 
 
 async def _deliver(config: RedeliveryConfig, by_tenant: Mapping[str, Deliveries],

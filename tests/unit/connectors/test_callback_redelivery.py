@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors._feeder_registry import CallbackRegistry
+from connectors._feeder_secrets import CallbackSecrets, secret_env_var
 from connectors.callback_deadletters import dead_letter_document
-from connectors.callback_redelivery import RedeliveryReport, letters_by_message
+from connectors.callback_redelivery import RedeliveryReport, _targets, letters_by_message
 from connectors.callbacks import CallbackEvent, DeadLetter, DeadLetterCause
+from schemas import DecodedEvent
 from switchboard.log_reads import LogRecord
 
 AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -64,3 +67,21 @@ def test_the_summary_says_what_was_sent_given_up_again_and_not_sent() -> None:
                                              "dead-lettered again: 1 exhausted; not sent: 1 no secret")
     assert not report.complete
     assert report.summary(dry_run=True).startswith("would redeliver 5 event(s)")
+
+
+def _url_set(tenant: str, url: str) -> DecodedEvent:
+    envelope = {"aggregate_id": tenant, "aggregate_version": 1, "tenant_id": tenant}
+    return DecodedEvent("CallbackUrlSet", 0, 1, 1, {"envelope": envelope, "kind": "message_status", "url": url})
+
+
+def test_a_tenant_without_a_usable_target_is_reported_with_why_and_not_sent() -> None:
+    registry = CallbackRegistry.fold([_url_set("t-ok", "https://crm.example/hook"), _url_set("t-ftp", "ftp://x/y"),
+                                      _url_set("t-unsigned", "https://b.example/hook")])
+    secrets = CallbackSecrets(environ={secret_env_var(t): "s3cret" for t in ("t-ok", "t-ftp")})
+    by_tenant = {tenant: {"m-1": [event("m-1", 5, tenant)]} for tenant in ("t-ok", "t-ftp", "t-unsigned", "t-none")}
+    report = RedeliveryReport()
+    targets = _targets(by_tenant, registry, secrets, report)
+    assert [(tenant, target.url) for tenant, target in targets.items()] == [("t-ok", "https://crm.example/hook")]
+    assert report.not_sent == Counter({"the tenant's status callback URL is not http(s)://host/...": 1,
+                                       "the tenant has no signing secret": 1,
+                                       "the tenant has no status callback URL": 1})
