@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from connectors.callbacks import DeadLetter
+from connectors.callbacks import DeadLetter, DeadLetterSink
 from switchboard.kafka_io import new_producer
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
 from switchboard.tracing import record_headers
@@ -51,3 +51,12 @@ class KafkaDeadLetterSink:
         body = json.dumps(dead_letter_document(letter), sort_keys=True, separators=(",", ":")).encode()
         headers = [("cause", str(letter.cause).encode()), ("kind", b"status-callback"), *record_headers()]
         await self._producer.send_and_wait(self.topic, body, key=letter.event.message_id.encode(), headers=headers)
+
+
+def sink_to_use(given: DeadLetterSink | None, bootstrap: str, topic: str = DEAD_LETTER_TOPIC,
+                partitions: int = 6) -> tuple[DeadLetterSink, KafkaDeadLetterSink | None]:
+    """The sink to put letters in, and the Kafka sink the caller owns (starts and stops) when none was given."""
+    if given is not None:
+        return given, None
+    kafka = KafkaDeadLetterSink(bootstrap, topic, partitions)
+    return kafka, kafka

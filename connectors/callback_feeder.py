@@ -19,7 +19,7 @@ from connectors._feeder_offsets import OffsetTracker
 from connectors._feeder_registry import CallbackRegistry
 from connectors._feeder_secrets import ENV_PREFIX, CallbackSecrets, secret_env_var
 from connectors._transport import AiohttpTransport, Transport
-from connectors.callback_deadletters import DEAD_LETTER_TOPIC, KafkaDeadLetterSink
+from connectors.callback_deadletters import DEAD_LETTER_TOPIC, sink_to_use
 from connectors.callbacks import CallbackDispatcher, DeadLetterSink
 from schemas import EVENT_TOPICS, CodecError, UnknownEvent, decode
 from streams.policies.backoff import RetryPolicy
@@ -93,7 +93,8 @@ class CallbackFeeder:
         self.ready = asyncio.Event()
         self._transport = transport if transport is not None else AiohttpTransport(timeout=config.http_timeout)
         self._own_transport = transport is None
-        sink, self._kafka_sink = _dead_letter_sinks(config, dead_letters)
+        sink, self._kafka_sink = sink_to_use(dead_letters, config.bootstrap, config.dead_letter_topic,
+                                             config.dead_letter_partitions)
         dispatcher = CallbackDispatcher(self._transport, config.retry, sink, max_concurrency=config.max_concurrency)
         lookup = (secrets if secrets is not None else CallbackSecrets(config.secrets_dir)).lookup
         self._lanes = DeliveryLanes(dispatcher, sink, lookup, memory=config.memory, stats=self.stats)
@@ -301,15 +302,6 @@ class CallbackFeeder:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-
-
-def _dead_letter_sinks(config: FeederConfig,
-                       given: DeadLetterSink | None) -> tuple[DeadLetterSink, KafkaDeadLetterSink | None]:
-    """The sink to use, and the Kafka sink the feeder owns (starts and stops) when none was given."""
-    if given is not None:
-        return given, None
-    kafka = KafkaDeadLetterSink(config.bootstrap, config.dead_letter_topic, config.dead_letter_partitions)
-    return kafka, kafka
 
 
 async def run_callback_feeder(config: FeederConfig, stop: asyncio.Event | None = None) -> None:

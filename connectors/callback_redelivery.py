@@ -24,7 +24,7 @@ from aggregates import CallbackKind
 from connectors._feeder_registry import CallbackRegistry
 from connectors._feeder_secrets import CallbackSecrets
 from connectors._transport import AiohttpTransport, Transport
-from connectors.callback_deadletters import DEAD_LETTER_TOPIC, KafkaDeadLetterSink
+from connectors.callback_deadletters import DEAD_LETTER_TOPIC, sink_to_use
 from connectors.callbacks import CallbackDispatcher, CallbackEvent, CallbackTarget, DeadLetterSink
 from schemas import EVENT_TOPICS, CodecError, DecodedEvent, decode
 from streams.policies.backoff import RetryPolicy
@@ -145,13 +145,10 @@ async def _deliver(config: RedeliveryConfig, by_tenant: Mapping[str, Deliveries]
                    dead_letters: DeadLetterSink | None, report: RedeliveryReport) -> None:
     own_transport = transport is None
     sender: Transport = transport or AiohttpTransport(timeout=config.http_timeout)
-    kafka = None if dead_letters is not None else \
-        KafkaDeadLetterSink(config.bootstrap, config.topic_prefix + DEAD_LETTER_TOPIC)
+    sink, kafka = sink_to_use(dead_letters, config.bootstrap, config.topic_prefix + DEAD_LETTER_TOPIC)
     if kafka is not None:
         await kafka.start()
     try:
-        sink = kafka if kafka is not None else dead_letters
-        assert sink is not None  # the caller's sink, else our own Kafka one
         dispatcher = CallbackDispatcher(sender, config.retry, sink, max_concurrency=config.max_concurrency)
         outcomes = await dispatcher.deliver_all((targets[tenant], events) for tenant, messages in by_tenant.items()
                                                 if tenant in targets for events in messages.values())
