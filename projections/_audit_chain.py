@@ -221,7 +221,7 @@ class _Chain:
         value = command.value
         if command.kind in _WEBHOOK_COMMANDS:
             if source is not None:
-                return source.position, f"{value.get('channel') or _header(source, 'channel')} webhook"
+                return source.position, f"{value.get('channel') or source.header('channel')} webhook"
             return None, _missing("raw webhook", pointer, "written before raw-source headers")
         if command.kind == "trigger":
             what = f"business event {value.get('event_type')} {command.id}"
@@ -259,11 +259,11 @@ def _written_before(commands: list[Command], event: Event) -> int:
 
 
 def _webhook(record: LogRecord) -> AuditLine:
-    verified = _header(record, "signature-verified") == "true"
-    details = {"body": masked_body(record.value), "received_at": _header(record, "received_at")}
+    verified = record.header("signature-verified") == "true"
+    details = {"body": masked_body(record.value), "received_at": record.header("received_at")}
     because = "posted by the provider; signature verified by the webhook receiver" if verified else \
         "posted by the provider"
-    return AuditLine(record.at, "webhook", _header(record, "channel") or "webhook", record.position,
+    return AuditLine(record.at, "webhook", record.header("channel") or "webhook", record.position,
                      record.position, None, because, details)
 
 
@@ -280,11 +280,6 @@ def _business(record: LogRecord) -> AuditLine:
     return AuditLine(envelope["occurred_at"], "business", decoded.event_type, record.position,
                      str(envelope["event_id"]), None, "an integrator (switchboard ingest, the SDK or a producer)",
                      masked(json.loads(json.dumps(payload, default=str))))
-
-
-def _header(record: LogRecord, name: str) -> str | None:
-    value = record.headers.get(name)
-    return None if value is None else value.decode(errors="replace")
 
 
 def _missing(what: str, pointer: Pointer | None, otherwise: str) -> str:

@@ -98,12 +98,11 @@ def render_list(items: Sequence[Parked], as_json: bool = False) -> str:
 
 
 def _rejected(record: LogRecord) -> Parked:
-    headers = {name: value.decode(errors="replace") for name, value in record.headers.items()}
-    received = headers.get("received_at", "")
+    received = record.header("received_at") or ""
     at = datetime.fromtimestamp(int(received) / 1000, UTC) if received.isdigit() else record.at
-    details = masked({name: headers[name] for name in _REJECT_HEADERS if headers.get(name)})
-    return Parked(REJECTS, record.position, at, f"receiver ({headers.get('channel', '?')})",
-                  headers.get("reason") or "(no reason given)", record.key, details)
+    details = masked({name: value for name in _REJECT_HEADERS if (value := record.header(name))})
+    return Parked(REJECTS, record.position, at, f"receiver ({record.header('channel') or '?'})",
+                  record.header("reason") or "(no reason given)", record.key, details)
 
 
 def _when(value: Any, otherwise: datetime) -> datetime:

@@ -33,6 +33,11 @@ class LogRecord:
         """topic-partition@offset: enough to fetch the record again."""
         return f"{self.topic}-{self.partition}@{self.offset}"
 
+    def header(self, name: str) -> str | None:
+        """A header's value as text, None when the record has no such header."""
+        value = self.headers.get(name)
+        return None if value is None else value.decode(errors="replace")
+
     @property
     def pointer(self) -> Pointer:
         """(topic, partition, offset)."""
