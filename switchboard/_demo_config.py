@@ -11,9 +11,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from connectors import ChannelDriver
 from connectors.inprocess import InProcessDriver
-from connectors.registry import load_drivers
+from streams.pipeline._drivers import driver_classes
 from switchboard.config import PipelineConfig, load
 
 __all__ = ["SmsStandIn", "demo_declaration", "dump_toml", "receipt_statuses", "write_demo_declaration"]
@@ -62,7 +61,7 @@ def write_demo_declaration(source: Path, target: Path, simulator_url: str, sms: 
 
 def receipt_statuses(config: PipelineConfig) -> dict[str, frozenset[str]]:
     """Per channel kind, the receipt statuses its driver reports (empty: accepted is as far as it goes)."""
-    drivers: dict[str, type[ChannelDriver]] = {**load_drivers(), InProcessDriver.channel: InProcessDriver}
+    drivers = driver_classes()
     found: dict[str, frozenset[str]] = {}
     for channel in config.channels:
         driver = drivers.get(channel.driver)

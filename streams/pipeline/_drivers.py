@@ -23,7 +23,7 @@ from streams.pipeline._commands import send_reference
 from streams.pipeline._dispatch import Limits
 from switchboard.config import PipelineConfig, Quota
 
-__all__ = ["DriverPool", "limits_for", "outbound", "sends_templates"]
+__all__ = ["DriverPool", "driver_classes", "limits_for", "outbound", "sends_templates"]
 
 
 class DriverPool:
@@ -41,7 +41,7 @@ class DriverPool:
         identity = (channel.driver, channel.settings)
         known = self._drivers.get(channel_id)
         if known is None or known[0] != identity:
-            driver_class = _driver_classes()[channel.driver]
+            driver_class = driver_classes()[channel.driver]
             self._drivers[channel_id] = (identity, driver_class.from_settings(dict(channel.settings)))
         return self._drivers[channel_id][1]
 
@@ -57,7 +57,8 @@ class DriverPool:
 
 
 @functools.cache
-def _driver_classes() -> dict[str, type[ChannelDriver]]:
+def driver_classes() -> dict[str, type[ChannelDriver]]:
+    """Driver name -> class: the installed plugins and the built-in in-process stand-in (read once per process)."""
     # The in-process channel is built in rather than a plugin: it stands in for a provider in tests and
     # benchmarks, has no webhooks, and so is not one of the channels the driver contract speaks for.
     return {**load_drivers(), InProcessDriver.channel: InProcessDriver}
@@ -67,7 +68,7 @@ def sends_templates(config: PipelineConfig, channel_id: str | None) -> bool:
     """Whether the channel's driver takes a provider template (WhatsApp's); False: it sends text only, so a
     template goes out as its declared text. An unknown channel or driver counts as taking one (its send says)."""
     channel = config.channel(channel_id) if channel_id is not None else None
-    driver = _driver_classes().get(channel.driver) if channel is not None else None
+    driver = driver_classes().get(channel.driver) if channel is not None else None
     return driver is None or "Template" in driver.capabilities.content
 
 
