@@ -22,7 +22,6 @@ __all__ = ["TOPIC_PATTERNS", "TraceStep", "check_trace_id", "render", "scan_trac
 # The topics a request's path crosses (changelogs and consumer offsets are state, not path).
 TOPIC_PATTERNS: Final = ("sb.events.", "sb.commands", "sb.dispatch", "sb.webhooks.raw", "sb.deadletters",
                          "sb.rejects")
-Progress = OnRead
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def check_trace_id(value: str) -> str:
     return trace_id
 
 
-async def scan_trace(bootstrap: str, trace_id: str, prefix: str = "", progress: Progress | None = None,
+async def scan_trace(bootstrap: str, trace_id: str, prefix: str = "", progress: OnRead | None = None,
                      topics: Sequence[str] | None = None) -> list[TraceStep]:
     """Reads every partition of the matching topics up to its current end; the trace's records in time order."""
     partitions = await _partitions(bootstrap, prefix, topics)
