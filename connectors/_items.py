@@ -145,13 +145,16 @@ class TemplateUpdateItem:
     previous_category: str | None = None
     new_quality: str | None = None
     previous_quality: str | None = None
+    body: str | None = field(default=None, repr=False)  # COMPONENTS: the edited translation's text
+    header: str | None = field(default=None, repr=False)
+    footer: str | None = field(default=None, repr=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     @property
     def dedupe_key(self) -> tuple[str, str, str, str]:
         """(template id, kind, event, time): a redelivered update has the same key."""
         when = self.occurred_at.isoformat() if self.occurred_at else ""
-        event = self.status or self.new_category or self.new_quality or ""
+        event = self.status or self.new_category or self.new_quality or self.body or ""
         return (self.template_id, self.kind.value, event, when)
 
 

@@ -23,7 +23,7 @@ from connectors._items import (
     UnhandledItem,
 )
 from connectors._normaliser_index import AddressIndex, auto_external_ref, normal_address
-from connectors._normaliser_templates import APPLIED_TEMPLATE_UPDATES, template_command
+from connectors._normaliser_templates import template_command
 from connectors._privacy import mask_phone
 from connectors._results import Outcome, ProviderError
 from connectors.registry import get_driver
@@ -33,7 +33,6 @@ from switchboard.config import ChannelConfig, PipelineConfig
 
 __all__ = [
     "RECEIPT_STATUSES",
-    "TEMPLATES_NOT_APPLIED",
     "ChannelDirectory",
     "DriverCache",
     "ItemMapper",
@@ -61,7 +60,6 @@ RECEIPT_STATUSES: Final[Mapping[ReceiptStatus, str]] = {
     ReceiptStatus.PLAYED: "read",
     ReceiptStatus.FAILED: "failed",
 }
-TEMPLATES_NOT_APPLIED: Final = "template components updates not applied"
 VERIFIED_HEADER: Final = "signature-verified"
 
 
@@ -292,11 +290,11 @@ class ItemMapper:
             self._receipt(mapped, directory, source, driver_name, item)
         elif isinstance(item, InboundItem):
             self._inbound(mapped, directory, source, driver_name, position, item)
-        elif isinstance(item, TemplateUpdateItem) and item.kind in APPLIED_TEMPLATE_UPDATES:
+        elif isinstance(item, TemplateUpdateItem):
             command = template_command(item, directory.for_driver(driver_name))
             mapped.outputs.append(Output(OutputKind.TEMPLATE_COMMAND, command["aggregate_id"], command)
                                   if isinstance(command, dict) else
-                                  dead_letter(source, driver_name, command, position, _unapplied(item)[1]))
+                                  dead_letter(source, driver_name, command, position, _template_details(item)))
         else:
             reason, details = _unapplied(item)
             mapped.outputs.append(dead_letter(source, driver_name, reason, position, details))
@@ -356,15 +354,16 @@ def _received_at(headers: Mapping[str, str]) -> datetime | None:
     return datetime.fromtimestamp(int(value) / 1000, UTC) if value.isdigit() else None
 
 
-def _unapplied(item: NormalizedItem) -> tuple[str, dict[str, Any]]:
-    """Why an item is parked, and what identifies it (never a phone number or a message text)."""
-    if isinstance(item, TemplateUpdateItem):
-        # Component edits have no Template event (reviews, categories and quality ratings become commands).
-        return TEMPLATES_NOT_APPLIED, {
-            "update": item.kind.value, "template_id": item.template_id, "template_name": item.template_name,
+def _template_details(item: TemplateUpdateItem) -> dict[str, Any]:
+    """What identifies a template update that cannot become a command (its text stays on the raw topic)."""
+    return {"update": item.kind.value, "template_id": item.template_id, "template_name": item.template_name,
             "language": item.language, "status": item.status, "reason": item.reason,
             "new_category": item.new_category, "previous_category": item.previous_category,
             "new_quality": item.new_quality, "business_account_id": item.business_account_id}
+
+
+def _unapplied(item: NormalizedItem) -> tuple[str, dict[str, Any]]:
+    """Why an item is parked, and what identifies it (never a phone number or a message text)."""
     if isinstance(item, AccountErrorItem):
         return "account errors not yet applied", {"account_id": item.account_id,
                                                   "codes": [error.code for error in item.errors]}

@@ -1,4 +1,4 @@
-"""A provider's template review, recategorisation or quality rating as a `template_update` command."""
+"""A provider's template review, recategorisation, quality rating or edit as a `template_update` command."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from aggregates import Template
 from connectors._items import TemplateUpdateItem, TemplateUpdateKind
 from switchboard.config import ChannelConfig
 
-__all__ = ["APPLIED_TEMPLATE_UPDATES", "template_command"]
+__all__ = ["template_command"]
 
-# Updates the Template aggregate has events for; component edits it does not model.
-APPLIED_TEMPLATE_UPDATES: Final = frozenset({TemplateUpdateKind.STATUS, TemplateUpdateKind.CATEGORY,
-                                             TemplateUpdateKind.QUALITY})
 # Meta's `reason` on a status update that has none.
 _NO_REASON: Final = frozenset({"", "NONE"})
 
@@ -32,6 +29,8 @@ def template_command(item: TemplateUpdateItem, channels: Sequence[ChannelConfig]
                f"{', '.join(tenants)}; cannot tell whose template it is"
     if not item.template_name:
         return "template update without the template's name"
+    if item.kind is TemplateUpdateKind.COMPONENTS and not item.body:
+        return "template components update without the body text (message_template_element)"
     channel = channels[0].kind
     command: dict[str, Any] = {
         "kind": "template_update", "v": 1, "command_id": _stable_id(item.channel, *item.dedupe_key),
@@ -44,6 +43,8 @@ def template_command(item: TemplateUpdateItem, channels: Sequence[ChannelConfig]
         command.update(status=item.status, reason=None if (item.reason or "") in _NO_REASON else item.reason)
     elif item.kind is TemplateUpdateKind.QUALITY:
         command.update(new_quality=item.new_quality, previous_quality=item.previous_quality)
+    elif item.kind is TemplateUpdateKind.COMPONENTS:
+        command.update(body=item.body, header=item.header, footer=item.footer)
     else:
         command.update(new_category=item.new_category, previous_category=item.previous_category)
     return command

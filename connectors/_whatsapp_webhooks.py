@@ -215,6 +215,9 @@ def _template_update(kind: TemplateUpdateKind, waba: str | None, entry_time: Any
         previous_category=_opt_str(value.get("previous_category")),
         new_quality=_opt_str(value.get("new_quality_score")),
         previous_quality=_opt_str(value.get("previous_quality_score")),
+        body=_opt_str(value.get("message_template_element")),
+        header=_opt_str(value.get("message_template_title")),
+        footer=_opt_str(value.get("message_template_footer")),
         raw=dict(value),
     )
 

@@ -20,7 +20,6 @@ from connectors._normaliser_index import AddressIndex, auto_external_ref, normal
 from connectors._normaliser_kafka import ContactFollower, RevokeGate, require_topics
 from connectors._normaliser_map import (
     RECEIPT_STATUSES,
-    TEMPLATES_NOT_APPLIED,
     DriverCache,
     ItemMapper,
     Mapped,
@@ -43,7 +42,6 @@ from switchboard.observability import ConsumerLag, Observability, kafka_reachabl
 __all__ = [
     "RAW_SOURCE_HEADER",
     "RECEIPT_STATUSES",
-    "TEMPLATES_NOT_APPLIED",
     "AddressIndex",
     "ItemMapper",
     "Normaliser",

@@ -1,4 +1,4 @@
-"""The single writer of Template events: provider reviews and recategorisations, and published versions."""
+"""The single writer of Template events: provider reviews, recategorisations, ratings and edits, and versions."""
 
 from __future__ import annotations
 
@@ -32,15 +32,16 @@ __all__ = [
 
 TEMPLATE_COMMANDS_TOPIC: Final = "sb.commands.template"
 # What reaches the template writer (sb.commands.template, key: the Template aggregate id):
-#   template_update   -- the provider reviewed (update "status"), recategorised (update "category") or rated the
-#                        quality of (update "quality") one language of a template; normalised from its webhook
+#   template_update   -- the provider reviewed (update "status"), recategorised (update "category"), rated the
+#                        quality of (update "quality") or has an edit of (update "components") one language of a
+#                        template; normalised from its webhook
 #   template_version  -- new content for one locale (the template admin's command; registers the template first)
 TEMPLATE_COMMAND_KINDS: Final = frozenset({"template_update", "template_version"})
 _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "template_update": ("command_id", "aggregate_id", "tenant", "channel", "name", "update"),
     "template_version": ("command_id", "aggregate_id", "tenant", "channel", "name", "category", "locale", "body"),
 }
-_UPDATES: Final = frozenset({"status", "category", "quality"})
+_UPDATES: Final = frozenset({"status", "category", "quality", "components"})
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class TemplateRow:
     """Everything the writer keeps for one template: one table row, rewritten per command."""
 
     template: Template | None = None
-    # "status:<locale>", "category" or "quality:<locale>" -> provider time of the newest update applied: an older
-    # one is stale
+    # "status:<locale>", "category", "quality:<locale>" or "components:<locale>" -> provider time of the newest update
+    # applied: an older one is stale
     latest: dict[str, datetime] = field(default_factory=dict)
     applied_offset: int = -1  # source offset last applied: a record at or below it is a redelivery
     applied_cluster: str = ""  # the cluster of that offset (_guard.py)
@@ -115,6 +116,8 @@ class TemplateWriter:
                 self._category(row, command)
             elif command["update"] == "quality":
                 self._quality(row, command)
+            elif command["update"] == "components":
+                self._components(row, command)
             else:
                 raise _Refused(f"unknown template update {command['update']!r} (expected one of {sorted(_UPDATES)})")
         except (_Refused, DomainError, ValueError) as error:  # refused before the aggregate changed
@@ -168,18 +171,49 @@ class TemplateWriter:
         row.template.rate_quality(new, locale, previous)
         _seen(row, f"quality:{locale or ''}", at)
 
+    def _components(self, row: TemplateRow, command: Mapping[str, Any]) -> None:
+        """The provider's copy of an edited translation: a new version pending review, unless it is already ours."""
+        template, locale = row.template, _locale(command)
+        if template is None:
+            raise _Refused(f"template {command['name']!r} was never registered: its edit names no category to "
+                           "register it in")
+        at = _at(command)
+        if _stale(row, f"components:{locale}", at):
+            return
+        if _publish_if_changed(template, locale, command) and _reviewed_since(row, locale, at):
+            _carry_review(template, locale)
+        _seen(row, f"components:{locale}", at)
+
     def _version(self, row: TemplateRow, command: Mapping[str, Any]) -> None:
         """New content for a locale, pending review; the same content as the locale's newest version is no change."""
         template = row.template or Template.register(
             tenant_id=command["tenant"], name=command["name"], category=_category_of(command["category"]),
             parameter_format=ParameterFormat(command.get("parameter_format") or ParameterFormat.POSITIONAL),
             channel=Channel(command["channel"]))
-        locale = normalize_locale(command["locale"])
-        content = (command["body"], command.get("header"), command.get("footer"))
-        newest = template.versions.get(locale, ())[-1:]
-        if not newest or (newest[0].body, newest[0].header, newest[0].footer) != content:
-            template.publish_version(locale, content[0], header=content[1], footer=content[2])
+        _publish_if_changed(template, normalize_locale(command["locale"]), command)
         row.template = template
+
+
+def _publish_if_changed(template: Template, locale: str, command: Mapping[str, Any]) -> bool:
+    """Publishes the command's body, header and footer unless the locale's newest version has them already."""
+    content = (command.get("body") or "", command.get("header"), command.get("footer"))
+    newest = template.versions.get(locale, ())[-1:]
+    if newest and (newest[0].body, newest[0].header, newest[0].footer) == content:
+        return False
+    template.publish_version(locale, content[0], header=content[1], footer=content[2])
+    return True
+
+
+def _reviewed_since(row: TemplateRow, locale: str, at: datetime | None) -> bool:
+    """Whether a review of the locale at or after an edit was applied already: webhooks arrive in any order."""
+    reviewed = row.latest.get(f"status:{locale}")
+    return at is not None and reviewed is not None and reviewed >= at
+
+
+def _carry_review(template: Template, locale: str) -> None:
+    """The review that overtook an edit was of the edit: it moves to the version just published for it."""
+    *_, reviewed, edited = template.versions[locale]
+    template.set_approval_status(locale, edited.version, reviewed.status, reviewed.status_reason)
 
 
 def _check_id(command: Mapping[str, Any]) -> None:
@@ -190,7 +224,7 @@ def _check_id(command: Mapping[str, Any]) -> None:
 
 def _locale(command: Mapping[str, Any]) -> str:
     if not command.get("language"):
-        raise _Refused("a status update needs the template's language")
+        raise _Refused(f"a {command['update']} update needs the template's language")
     return normalize_locale(command["language"])
 
 

@@ -91,6 +91,7 @@ CASES: Sequence[tuple[str, tuple[type, ...], tuple[ReceiptStatus, ...]]] = (
     ("template_status", (_T,), ()),
     ("template_category", (_T,), ()),
     ("template_quality", (_T,), ()),
+    ("template_components", (_T,), ()),
     ("batch", (_R, _R, _I, _I, _T, _R, _U), (_S.DELIVERED, _S.READ, _S.SENT)),
 )
 

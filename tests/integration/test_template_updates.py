@@ -1,4 +1,4 @@
-"""Template reviews end to end: signed webhook → receiver → sb.webhooks.raw → normaliser → template writer."""
+"""Template reviews and edits end to end: signed webhook → receiver → normaliser → template writer."""
 
 from __future__ import annotations
 
@@ -96,6 +96,12 @@ def rating(name: str, new: str, previous: str, at: int) -> dict[str, Any]:
     return notification(WABA, "message_template_quality_update", value, time=at)
 
 
+def edit(name: str, body: str, at: int) -> dict[str, Any]:
+    value = {"message_template_id": 4711, "message_template_name": name, "message_template_language": "en",
+             "message_template_element": body, "message_template_footer": "Reply STOP to opt out"}
+    return notification(WABA, "message_template_components_update", value, time=at)
+
+
 async def post(stack: Stack, body: dict[str, Any]) -> None:
     """Posts a webhook signed with the app secret, as Meta does; the receiver answers once it is on the raw topic."""
     raw = json.dumps(body).encode()
@@ -175,6 +181,26 @@ async def test_reviews_a_recategorisation_and_a_rating_reach_the_template_and_re
     assert (rated["previous_quality"], rated["new_quality"], rated["locale"]) == ("YELLOW", "RED", "en")
     assert (events[5][1]["status"], events[5][1]["reason"]) == ("PAUSED", "LOW_QUALITY")
     assert all(value["envelope"]["tenant_id"] == TENANT for _, value in events)
+
+
+async def test_an_edit_made_at_the_provider_becomes_the_version_its_review_approves(stack: Stack) -> None:
+    name, now = "payment_failed", int(time.time())
+    await publish(stack, name, "Your payment for order {{1}} failed")
+    await post(stack, review(name, "APPROVED", now))
+    await template_events(stack, name, lambda got: len(got) >= 3)
+
+    await post(stack, edit(name, "Payment for order {{1}} did not go through", now + 1))
+    await post(stack, edit(name, "Payment for order {{1}} did not go through", now + 1))  # delivered again
+    await commands_seen(stack, name, 3)
+    await post(stack, review(name, "APPROVED", now + 2))
+
+    events = await template_events(stack, name, lambda got: len(got) >= 5)
+    assert types(events) == ["TemplateRegistered", "TemplateVersionPublished", "TemplateApprovalStatusChanged",
+                             "TemplateVersionPublished", "TemplateApprovalStatusChanged"]
+    edited = events[3][1]
+    assert (edited["version"], edited["body"], edited["footer"]) == (
+        2, "Payment for order {{1}} did not go through", "Reply STOP to opt out")
+    assert (events[4][1]["version"], events[4][1]["status"]) == (2, "APPROVED")
 
 
 async def test_a_review_of_a_template_never_published_is_a_dead_letter(stack: Stack) -> None:

@@ -30,7 +30,6 @@ from connectors import (
 from connectors._normaliser_map import ChannelDirectory, DriverCache, OutputKind, Source, Unparseable
 from connectors._whatsapp_bodies import webhook_error
 from connectors.normaliser import (
-    TEMPLATES_NOT_APPLIED,
     AddressIndex,
     ItemMapper,
     auto_external_ref,
@@ -435,8 +434,6 @@ def test_a_simulator_webhook_maps_every_item_in_order(mapper: ItemMapper) -> Non
 
 
 @pytest.mark.parametrize(("item", "reason"), [
-    (TemplateUpdateItem("whatsapp", TemplateUpdateKind.COMPONENTS, "987", "order_shipped", "en", "waba", AT),
-     TEMPLATES_NOT_APPLIED),
     (AccountErrorItem("whatsapp", ACME_ACCOUNT, (ProviderError("131042", "payment"),)),
      "account errors not yet applied"),
     (UnhandledItem("whatsapp", "account_update", "field not normalised"),

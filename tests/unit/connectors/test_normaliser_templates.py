@@ -1,4 +1,4 @@
-"""Template reviews and recategorisations as `template_update` commands: mapping, keys, ids and what is parked."""
+"""Template reviews, recategorisations, ratings and edits as `template_update` commands: keys, ids, what is parked."""
 
 from __future__ import annotations
 
@@ -108,6 +108,40 @@ def test_a_quality_rating_becomes_a_command_the_writer_applies() -> None:
                                               "category": "utility", "locale": "pt_BR", "body": "Pedido {{1}}"}))
     [event] = writer.handle(row, command).events
     assert (event.locale, event.previous_quality.value, event.new_quality.value) == ("pt_BR", "GREEN", "YELLOW")
+
+
+def edit_body(body: str | None, time: int = 1772357400) -> dict[str, Any]:
+    """Meta's message_template_components_update, as its webhook reference gives it."""
+    value = {"message_template_id": 987, "message_template_name": "order_shipped",
+             "message_template_language": "pt-BR", "message_template_element": body,
+             "message_template_title": "Seu pedido", "message_template_footer": "Responda SAIR para sair",
+             "message_template_buttons": [{"message_template_button_type": "URL",
+                                           "message_template_button_text": "Rastrear",
+                                           "message_template_button_url": "https://example.com/track"}]}
+    return notification("waba-1", "message_template_components_update", value, time=time)
+
+
+def test_an_edit_becomes_a_command_the_writer_publishes_as_a_new_version() -> None:
+    [output] = mapped(edit_body("Pedido {{1}} a caminho")).outputs
+    assert output.kind is OutputKind.TEMPLATE_COMMAND
+    command = check_template_command(output.value)
+    assert {k: command[k] for k in ("update", "name", "language", "body", "header", "footer")} == {
+        "update": "components", "name": "order_shipped", "language": "pt-BR", "body": "Pedido {{1}} a caminho",
+        "header": "Seu pedido", "footer": "Responda SAIR para sair"}
+    assert mapped(edit_body("Pedido {{1}} entregue")).outputs[0].value["command_id"] != command["command_id"]
+    row, writer = TemplateRow(), TemplateWriter()
+    writer.handle(row, check_template_command({**command, "kind": "template_version", "command_id": "admin-1",
+                                              "category": "utility", "locale": "pt_BR", "body": "Pedido {{1}}"}))
+    [event] = writer.handle(row, command).events
+    assert (event.locale, event.version, event.body, event.header) == ("pt_BR", 2, "Pedido {{1}} a caminho",
+                                                                       "Seu pedido")
+
+
+def test_an_edit_without_its_body_text_is_parked() -> None:
+    [letter] = mapped(edit_body(None)).outputs
+    assert letter.kind is OutputKind.DEAD_LETTER
+    assert "without the body text" in letter.value["reason"]
+    assert (letter.value["details"]["update"], letter.value["details"]["template_id"]) == ("components", "987")
 
 
 @pytest.mark.parametrize(("item", "tenants", "reason"), [

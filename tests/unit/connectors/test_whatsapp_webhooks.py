@@ -130,6 +130,13 @@ def test_template_updates() -> None:
     assert status.dedupe_key != category.dedupe_key
 
 
+def test_template_edits_carry_the_edited_text() -> None:
+    edit = only("template_components")
+    assert isinstance(edit, TemplateUpdateItem)
+    assert (edit.kind, edit.language, edit.body, edit.header, edit.footer) == (
+        TemplateUpdateKind.COMPONENTS, "en_US", "Hello {{1}}, welcome aboard", "Welcome", "Reply STOP to opt out")
+
+
 def test_batch_yields_every_entry_change_status_and_message_in_order() -> None:
     items = parse("batch")
     summary = [(type(i).__name__, getattr(i, "provider_message_id", None) or getattr(i, "template_id", None)

@@ -43,6 +43,11 @@ def quality(new: str, previous: str | None = None, at: str = "2026-03-01T09:30:0
     return command(update="quality", new_quality=new, previous_quality=previous, language=language, at=at)
 
 
+def edit(body: str, at: str = "2026-03-01T09:30:00+00:00", language: str | None = "en",
+         **fields: Any) -> dict[str, Any]:
+    return command(update="components", body=body, language=language, at=at, **fields)
+
+
 def version(body: str = "Order {{1}} has shipped", locale: str = "en", **fields: Any) -> dict[str, Any]:
     return command("template_version", category="utility", locale=locale, body=body, **fields)
 
@@ -103,6 +108,47 @@ def test_quality_ratings_are_recorded_once_and_an_older_one_does_not_undo_a_newe
     assert whole.locale is None
 
 
+def test_an_edit_made_at_the_provider_is_a_new_version_pending_review_and_our_own_content_is_none(
+        published: TemplateRow) -> None:
+    writer = TemplateWriter()
+    assert writer.handle(published, edit("Order {{1}} has shipped")).events == []  # the provider echoes ours
+    [event] = writer.handle(published, edit("Order {{1}} is on its way", footer="Reply STOP to opt out")).events
+    assert (event.locale, event.version, event.body, event.header, event.footer, event.parameters) == (
+        "en", 2, "Order {{1}} is on its way", None, "Reply STOP to opt out", ("1",))
+    assert published.template is not None
+    assert published.template.template_version("en", 2).status.value == "PENDING"
+    approved = writer.handle(published, status("APPROVED", at="2026-03-01T10:00:00+00:00"))
+    assert [(e.version, e.status.value) for e in approved.events] == [(2, "APPROVED")]
+
+
+def test_an_edit_older_than_the_last_edit_applied_is_stale(published: TemplateRow) -> None:
+    writer = TemplateWriter()
+    writer.handle(published, edit("Order {{1}} is on its way", at="2026-03-02T09:00:00+00:00"))
+    assert writer.handle(published, edit("Order {{1}} left us", at="2026-03-01T12:00:00+00:00")).events == []
+    assert published.template is not None
+    assert [v.body for v in published.template.versions["en"]] == ["Order {{1}} has shipped",
+                                                                   "Order {{1}} is on its way"]
+
+
+def test_a_review_that_overtook_its_edit_is_carried_to_the_edited_version(published: TemplateRow) -> None:
+    writer = TemplateWriter()
+    writer.handle(published, status("APPROVED", at="2026-03-01T09:00:00+00:00"))
+    writer.handle(published, status("PAUSED", at="2026-03-01T11:00:00+00:00", reason="LOW_QUALITY"))
+    effects = writer.handle(published, edit("Order {{1}} is on its way", at="2026-03-01T10:00:00+00:00"))
+    assert [(type(e).__name__, e.version) for e in effects.events] == [("VersionPublished", 2),
+                                                                       ("ApprovalStatusChanged", 2)]
+    assert (effects.events[1].status.value, effects.events[1].reason) == ("PAUSED", "LOW_QUALITY")
+
+
+def test_an_edit_after_the_last_review_stays_pending(published: TemplateRow) -> None:
+    writer = TemplateWriter()
+    writer.handle(published, status("APPROVED", at="2026-03-01T09:00:00+00:00"))
+    effects = writer.handle(published, edit("Order {{1}} is on its way", at="2026-03-01T10:00:00+00:00"))
+    assert types(effects) == ["TemplateVersionPublished"]
+    assert published.template is not None
+    assert published.template.sendable_version("en") == published.template.template_version("en", 1)
+
+
 def test_webhook_languages_are_matched_with_the_published_locale() -> None:
     row, writer = TemplateRow(), TemplateWriter()
     writer.handle(row, version(locale="pt_BR"))
@@ -116,7 +162,9 @@ def test_webhook_languages_are_matched_with_the_published_locale() -> None:
     (status("SOMETHING_NEW"), "ValueError"),
     (category("PROMOTIONAL"), "ValueError"),
     ({**category("MARKETING"), "name": "other"}, "aggregate_id is not"),
-    ({**category("MARKETING"), "update": "components"}, "unknown template update"),
+    ({**category("MARKETING"), "update": "buttons"}, "unknown template update"),
+    (edit("Order {{1}} is on its way"), "was never registered"),
+    (edit("Order {{1}} is on its way", language=None), "a components update needs the template's language"),
     (quality("RED"), "was never registered"),
     (quality("PURPLE"), "ValueError"),
     (version(body="Hi {{2}}"), "positional parameters"),
