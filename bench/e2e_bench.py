@@ -7,6 +7,8 @@ the span from the first request record to the last read event, its latency the b
 minus that of its request (both CreateTime, set by producers on this host). Each phase also says where the CPU
 went (every part and the broker, per message, against the 2 ms budget of 1,000 msg/s on 2 cores), how busy the
 machine was, how many Kafka records a message wrote per topic, and the ceiling that sets (raw records/s over it).
+The backlog's latency is mostly queueing; a paced phase after it (open loop, `--paced-rate` requests a second) gives
+the latency of messages that meet no queue.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from switchboard._demo_stack import (
 from switchboard.topics import ensure_topics
 from switchboard.workers import WorkerProcess
 
-__all__ = ["E2EResult", "run_e2e"]
+__all__ = ["E2EResult", "Pace", "run_e2e"]
 
 BENCH_PORT = 31692  # the benchmark broker's port; 24092, 24192, 25092 and 31092 belong to others
 TENANT = "bench"
@@ -76,6 +78,14 @@ class SimulatorCommand:
                 "--mps", str(TIER_MPS), "--webhook-concurrency", "64"]
 
 
+@dataclass(frozen=True)
+class Pace:
+    """An open-loop phase after the backlog: `messages` requests offered at `rate` a second."""
+
+    messages: int
+    rate: float
+
+
 @dataclass
 class E2EResult:
     """One phase: request and read timestamps (ms) per message, receipts seen, CPU and peak memory per process."""
@@ -87,6 +97,8 @@ class E2EResult:
     cost: PhaseCost  # CPU per process (the broker's too), the machine's busy cores, Kafka records written
     peak_rss: dict[str, float] = field(default_factory=dict)  # MiB per process after the phase
     simulator: str = ""  # the simulator's counters, as it printed them when stopped
+    offered: float | None = None  # requests a second offered (open loop); None for a backlog produced at once
+    paced: E2EResult | None = None  # the paced phase that followed this backlog, if one ran
 
     @property
     def cpu(self) -> Mapping[str, float]:
@@ -289,8 +301,8 @@ class Stack:
 
 async def run_e2e(broker: BenchBroker, workers: int, messages: int, warmup: int, partitions: int = 6,
                   keep: bool = False, py_spy: str | None = None,
-                  profiled: Sequence[str] = ("pipeline-1",)) -> E2EResult:
-    """A fresh stack with `workers` pipeline workers: a warm-up, then a backlog of `messages` requests."""
+                  profiled: Sequence[str] = ("pipeline-1",), pace: Pace | None = None) -> E2EResult:
+    """A fresh stack with `workers` pipeline workers: a warm-up, a backlog of `messages` requests, then the pace."""
     root = Path(tempfile.mkdtemp(prefix="sb-bench-e2e-"))
     stack = Stack(broker.bootstrap, root, workers, partitions, broker_pids=broker.pids())
     try:
@@ -298,6 +310,9 @@ async def run_e2e(broker: BenchBroker, workers: int, messages: int, warmup: int,
         await stack.run(warmup)
         result = await stack.run(messages, py_spy=py_spy, profiled=profiled)
         result.peak_rss = stack.peak_rss()
+        if pace is not None and pace.messages:
+            result.paced = await stack.run(pace.messages, rate=pace.rate)
+            result.paced.offered = pace.rate
     finally:
         counters = stack.stop()
         if keep:
@@ -314,6 +329,13 @@ def ceiling_figure(result: E2EResult, raw: float) -> str:
     return f"{kafka_ceiling(raw, per_message):,.0f} msg/s ({raw:,.0f} raw records/s / {per_message:.2f} per message)"
 
 
+def paced_figure(paced: E2EResult) -> tuple[str, str]:
+    """The paced phase's row: its name (with the offered rate) and its latencies and achieved rate."""
+    return (f"latency request -> read p50 / p99 at {paced.offered or 0:,.0f} msg/s offered (open loop)",
+            f"{paced.latency_ms(0.5):,.0f} / {paced.latency_ms(0.99):,.0f} ms ({len(paced.read):,} read at "
+            f"{paced.rate:,.0f} msg/s, {paced.missing:,} not)")
+
+
 def print_result(result: E2EResult, raw: float | None = None) -> None:
     label = f"{result.workers} worker{'s' if result.workers > 1 else ''}"
     receipts = ", ".join(f"{result.receipts[s]:,} {s[7:].lower()}" for s in STATUSES)
@@ -324,6 +346,8 @@ def print_result(result: E2EResult, raw: float | None = None) -> None:
           f"({len(result.read):,} in {result.seconds:.1f} s) |")
     print(f"| {label}: latency request -> read p50 / p99 | {result.latency_ms(0.5):,.0f} / "
           f"{result.latency_ms(0.99):,.0f} ms |")
+    if result.paced is not None:
+        print(f"| {label}: {paced_figure(result.paced)[0]} | {paced_figure(result.paced)[1]} |")
     print(f"| {label}: receipts recorded (events) | {receipts} |")
     print(f"| {label}: CPU seconds per process | {cpu} |")
     print(f"| {label}: machine busy over the phase | {result.cost.busy_line()} |")
@@ -344,7 +368,7 @@ async def bench_e2e(broker: BenchBroker, args: argparse.Namespace) -> list[E2ERe
         print(f"| raw aiokafka consume -> produce, same broker ({args.raw_records:,} records) | {raw:,.0f} records/s |")
     for workers in args.workers:
         result = await run_e2e(broker, workers, args.messages, args.warmup, args.partitions, args.keep,
-                                args.py_spy, args.profile)
+                                args.py_spy, args.profile, Pace(args.paced_messages, args.paced_rate))
         print_result(result, raw)
         results.append(result)
     return results
@@ -358,11 +382,20 @@ def _counts(text: str) -> Sequence[int]:
     return [int(part) for part in text.split(",") if part]
 
 
+def add_pace_arguments(parser: argparse.ArgumentParser) -> None:
+    """The paced phase's options, shared with the suite."""
+    parser.add_argument("--paced-messages", type=int, default=2_000,
+                        help="requests of the open-loop phase after each backlog (0: none)")
+    parser.add_argument("--paced-rate", type=float, default=100.0,
+                        help="requests a second the open-loop phase offers: below capacity, so latency is not queueing")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=5_000, help="requests in the measured backlog")
     parser.add_argument("--warmup", type=int, default=300, help="messages sent and read before measuring")
     parser.add_argument("--workers", type=_counts, default=[1, 2, 3], help="pipeline worker counts, one run each")
+    add_pace_arguments(parser)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--raw-records", type=int, default=20_000,
                         help="records of the raw aiokafka consume -> produce run before the stacks (0: none); with "

@@ -1,9 +1,10 @@
 """`bin/bench suite`: every benchmark on one broker in one run, then one summary table.
 
 Raw aiokafka (the ceiling, same run), the pipeline's internal stage rate (in-process channel), end to end through
-the WhatsApp simulator with 1, 2 and 3 workers, the floor (bench/floor_bench.py: the parts no implementation can
-skip, with the first end-to-end run's records per message), webhook acknowledgements/s and, when
-bench/replay_bench.py is there, replay events/s; the last two run as their own commands against the same broker.
+the WhatsApp simulator with 1, 2 and 3 workers (each a backlog, then an open-loop phase for latency), the floor
+(bench/floor_bench.py: the parts no implementation can skip, with the first end-to-end run's records per message),
+webhook acknowledgements/s and, when bench/replay_bench.py is there, replay events/s; the last two run as their own
+commands against the same broker.
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from pathlib import Path
 
 from bench._common import BenchBroker, benchmark_broker, peak_rss_mb, print_machine
 from bench._floor import MessageShape
-from bench.e2e_bench import BENCH_PORT, E2EResult, ceiling_figure, print_result, run_e2e
+from bench.e2e_bench import (
+    BENCH_PORT,
+    E2EResult,
+    Pace,
+    add_pace_arguments,
+    ceiling_figure,
+    paced_figure,
+    print_result,
+    run_e2e,
+)
 from bench.floor_bench import measure_floor, print_floor
 from bench.pipeline_bench import Bench, declaration, raw_baseline
 
@@ -83,8 +93,10 @@ def e2e_rows(result: E2EResult, summary: Summary, raw: float, load_then: str) ->
                 f"{result.rate / raw:.3f}; load {load_then})")
     summary.add(f"{label}: ceiling from Kafka client work alone (raw records/s / Kafka records per message)",
                 ceiling_figure(result, raw))
-    summary.add(f"{label}: latency request -> read p50 / p99",
+    summary.add(f"{label}: latency request -> read p50 / p99 (the backlog: mostly queueing)",
                 f"{result.latency_ms(0.5):,.0f} / {result.latency_ms(0.99):,.0f} ms")
+    if result.paced is not None:
+        summary.add(f"{label}: {paced_figure(result.paced)[0]}", paced_figure(result.paced)[1])
     summary.add(f"{label}: Kafka records written per message (per topic)", result.cost.records_line())
     summary.add(f"{label}: CPU per message (ms)", result.cost.cpu_line())
     summary.add(f"{label}: machine busy over the phase", result.cost.busy_line())
@@ -128,7 +140,8 @@ async def measure(broker: BenchBroker, args: argparse.Namespace, summary: Summar
     await stage_rate(bootstrap, args.stage_requests, summary)
     results = []
     for workers in args.workers:
-        results.append((await run_e2e(broker, workers, args.messages, args.warmup), load()))
+        pace = Pace(args.paced_messages, args.paced_rate)
+        results.append((await run_e2e(broker, workers, args.messages, args.warmup, pace=pace), load()))
         print_result(results[-1][0], raw)
     # The first raw run meets a cold broker (its JIT compiler still at work): the ratios and ceilings in the summary
     # use the faster of the two, as its first row says.
@@ -159,6 +172,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2_000, help="end-to-end backlog per worker count")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--workers", type=lambda t: [int(p) for p in t.split(",")], default=[1, 2, 3])
+    add_pace_arguments(parser)
     parser.add_argument("--stage-requests", type=int, default=5_000)
     parser.add_argument("--raw-records", type=int, default=20_000)
     parser.add_argument("--floor-records", type=int, default=50_000, help="records of each Kafka floor measurement")

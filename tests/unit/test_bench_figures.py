@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from bench._common import BenchBroker
 from bench._figures import BROKER, PhaseCost, budget_ms, busy_cores, kafka_ceiling, records_written, without_prefix
+from bench.e2e_bench import E2EResult, paced_figure
 from switchboard.localkafka import LocalCluster
 
 
@@ -107,3 +109,12 @@ def test_a_benchmark_s_own_broker_gives_its_nodes_live_pids(tmp_path: Path) -> N
 
 def test_an_external_broker_has_no_pids_to_measure() -> None:
     assert BenchBroker("kafka.example:9092").pids() is None
+
+
+def test_the_paced_row_gives_the_offered_rate_and_the_latencies_of_its_own_messages() -> None:
+    requested = {f"m{n}": 1_000 + 10 * n for n in range(100)}  # one request every 10 ms: 100 offered a second
+    read = {m: at + (200 if n < 99 else 900) for n, (m, at) in enumerate(requested.items())}
+    paced = E2EResult(1, requested, read, Counter(), PhaseCost(100, {}, 2, 0.0), offered=100.0)
+    name, value = paced_figure(paced)
+    assert name == "latency request -> read p50 / p99 at 100 msg/s offered (open loop)"
+    assert value == "200 / 900 ms (100 read at 53 msg/s, 0 not)"  # 100 in 1.89 s: the last read came late
