@@ -290,6 +290,8 @@ class ItemMapper:
             self._receipt(mapped, directory, source, driver_name, item)
         elif isinstance(item, InboundItem):
             self._inbound(mapped, directory, source, driver_name, position, item)
+        elif isinstance(item, AccountErrorItem):
+            self._account_errors(mapped, directory, source, driver_name, position, item)
         elif isinstance(item, TemplateUpdateItem):
             command = template_command(item, directory.for_driver(driver_name))
             mapped.outputs.append(Output(OutputKind.TEMPLATE_COMMAND, command["aggregate_id"], command)
@@ -317,6 +319,22 @@ class ItemMapper:
                 _log.debug("%s receipt %s for message %s", driver_name, command["status"],
                            command.get("message_id") or f"of contact {command['contact_id']}")
         mapped.outputs.append(Output(OutputKind.COMMAND, command["contact_id"], command))
+
+    def _account_errors(self, mapped: Mapped, directory: ChannelDirectory, source: Source, driver_name: str,
+                        position: int, item: AccountErrorItem) -> None:
+        """Errors of the account as a whole: no message to apply them to, so parked for an operator, each code with
+        what the driver makes of it (a `stop_account` means no send from that account works until a person acts)."""
+        channels = directory.for_driver(driver_name)
+        channel = (directory.by_account(driver_name, item.account_id) if item.account_id else None) or channels[0]
+        outcomes = [self._drivers.driver(channel).classify(error).value for error in item.errors]
+        codes = ", ".join(f"{error.code} ({outcome})" for error, outcome in zip(item.errors, outcomes, strict=True))
+        _log.warning("%s reported errors for account %s, not for a message: %s (parked in the dead letters)",
+                     driver_name, item.account_id, codes)
+        mapped.outputs.append(dead_letter(source, driver_name, f"account errors reported by the provider: {codes}",
+                                          position, {"account_id": item.account_id, "channel_id": channel.id,
+                                                     "codes": [error.code for error in item.errors],
+                                                     "messages": [error.message for error in item.errors],
+                                                     "outcomes": outcomes}))
 
     def _inbound(self, mapped: Mapped, directory: ChannelDirectory, source: Source, driver_name: str,
                  position: int, item: InboundItem) -> None:
@@ -364,9 +382,6 @@ def _template_details(item: TemplateUpdateItem) -> dict[str, Any]:
 
 def _unapplied(item: NormalizedItem) -> tuple[str, dict[str, Any]]:
     """Why an item is parked, and what identifies it (never a phone number or a message text)."""
-    if isinstance(item, AccountErrorItem):
-        return "account errors not yet applied", {"account_id": item.account_id,
-                                                  "codes": [error.code for error in item.errors]}
     if isinstance(item, UnhandledItem):
         return f"unhandled {item.source}: {item.reason}", {"business_account_id": item.business_account_id}
     return f"unknown item type {type(item).__name__}", {}

@@ -435,13 +435,24 @@ def test_a_simulator_webhook_maps_every_item_in_order(mapper: ItemMapper) -> Non
 
 @pytest.mark.parametrize(("item", "reason"), [
     (AccountErrorItem("whatsapp", ACME_ACCOUNT, (ProviderError("131042", "payment"),)),
-     "account errors not yet applied"),
+     "account errors reported by the provider: 131042 (stop_account)"),
     (UnhandledItem("whatsapp", "account_update", "field not normalised"),
      "unhandled account_update: field not normalised"),
 ])
 def test_items_not_applied_yet_are_dead_letters(mapper: ItemMapper, item: NormalizedItem, reason: str) -> None:
     [letter] = mapper.map(SOURCE, "whatsapp", [inbound(), item]).outputs[1:]
     assert (letter.kind, letter.value["reason"], letter.value["item"]) == (OutputKind.DEAD_LETTER, reason, 1)
+
+
+def test_account_errors_are_parked_with_what_each_code_means_for_sending(mapper: ItemMapper) -> None:
+    errors = (ProviderError("131031", "Account has been locked"), ProviderError("131000", "Something went wrong",
+                                                                                http_status=500))
+    [letter] = mapper.map(SOURCE, "whatsapp", [AccountErrorItem("whatsapp", ACME_ACCOUNT, errors)]).outputs
+    assert letter.value["reason"] == "account errors reported by the provider: 131031 (stop_account), " \
+                                     "131000 (retry_later)"
+    assert {k: letter.value["details"][k] for k in ("account_id", "codes", "messages", "outcomes")} == {
+        "account_id": ACME_ACCOUNT, "codes": ["131031", "131000"],
+        "messages": ["Account has been locked", "Something went wrong"], "outcomes": ["stop_account", "retry_later"]}
 
 
 def test_template_dead_letters_say_which_template_and_update(mapper: ItemMapper) -> None:

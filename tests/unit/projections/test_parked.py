@@ -53,7 +53,8 @@ def test_a_refused_webhook_is_the_receivers_with_its_channel_status_and_time() -
 
 def test_the_summary_counts_per_stage_and_reason_most_first_and_says_what_it_left_out() -> None:
     items = [parked(letter(n, stage="writer", reason="template 'promo' has no text"), DEAD_LETTERS) for n in range(3)]
-    items += [parked(letter(9, stage="normaliser", reason="account errors not yet applied"), DEAD_LETTERS)]
+    locked = "account errors reported by the provider: 131031 (stop_account)"
+    items += [parked(letter(9, stage="normaliser", reason=locked), DEAD_LETTERS)]
     rows = summarise(items)
     assert [(row.stage, row.count, row.first, row.last) for row in rows] == [
         ("writer", 3, T0, T0 + timedelta(minutes=2)), ("normaliser", 1, T0 + timedelta(minutes=9),
