@@ -105,7 +105,7 @@ def classify_local(error: ProviderError) -> Outcome | None:
     """The outcome of an error from our side of the wire; None when the provider reported it."""
     if not error.is_local:
         return None
-    if error.code == LocalErrorCode.INVALID_MESSAGE:
+    if error.code in (LocalErrorCode.INVALID_MESSAGE, LocalErrorCode.TEMPLATE_NOT_SENDABLE):
         return Outcome.PERMANENT_FAILURE
     if error.code == LocalErrorCode.CREDENTIALS:
         return Outcome.STOP_ACCOUNT

@@ -2,112 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors._feeder_registry import CallbackRegistry
-from schemas import CodecError, UnknownEvent, decode
-from switchboard.errors import SwitchboardError
+from switchboard.followers import EventFollower, topic_partitions
 
 __all__ = ["RevokeListener", "TenantFollower", "topic_partitions"]
 
-log = logging.getLogger(__name__)
 
-
-async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
-    """The topic's partitions; a clear error when it does not exist (brokers do not auto-create topics)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        descriptions = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    found = [p["partition"] for d in descriptions if d["topic"] == topic and d["error_code"] == 0
-             for p in d["partitions"]]
-    if not found:
-        raise SwitchboardError(f"topic {topic} does not exist at {bootstrap}: create the event topics first "
-                               "(`switchboard topics create`)")
-    return [TopicPartition(topic, partition) for partition in sorted(found)]
-
-
-class TenantFollower:
-    """Keeps a CallbackRegistry equal to the fold of the tenant topic: read to its end on start, then followed.
-
-    The topic is small (a few events per tenant), so every start folds it from the beginning instead of keeping
-    state. No consumer group: every feeder instance needs every tenant.
-    """
+class TenantFollower(EventFollower):
+    """Keeps a CallbackRegistry equal to the fold of the tenant topic: read to its end on start, then followed."""
 
     def __init__(self, bootstrap: str, topic: str, registry: CallbackRegistry, *, poll_seconds: float = 0.5,
                  catch_up_seconds: float = 120.0) -> None:
-        self._bootstrap = bootstrap
-        self._topic = topic
-        self._registry = registry
-        self._poll_ms = int(poll_seconds * 1000)
-        self._catch_up_seconds = catch_up_seconds
-        self._consumer: AIOKafkaConsumer | None = None
-        self._follow: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Returns once every tenant event written before the call is applied; then follows new ones."""
-        partitions = await topic_partitions(self._bootstrap, self._topic)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
-        self._consumer = consumer
-        await consumer.start()
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        await asyncio.wait_for(self._catch_up(consumer, partitions), self._catch_up_seconds)
-        self._follow = asyncio.create_task(self._follow_forever(consumer), name=f"follow {self._topic}")
-
-    def check(self) -> None:
-        """Raises what stopped the follower, if it stopped: a stale registry must not go unnoticed."""
-        if self._follow is not None and self._follow.done() and not self._follow.cancelled():
-            error = self._follow.exception()
-            if error is not None:
-                raise error
-
-    async def stop(self) -> None:
-        if self._follow is not None:
-            self._follow.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follow
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    async def _catch_up(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        ends = await consumer.end_offsets(partitions)
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            await self._poll(consumer)
-
-    async def _follow_forever(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            await self._poll(consumer)
-
-    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
-        batches = await consumer.getmany(timeout_ms=self._poll_ms)
-        for records in batches.values():
-            for record in records:
-                self._apply(record)
-
-    def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        try:
-            decoded = decode(record.value) if record.value is not None else None
-        except CodecError as error:
-            log.warning("%s is not a Switchboard event (%s): ignored by the callback registry", where,
-                        type(error).__name__)
-            return
-        if isinstance(decoded, UnknownEvent):
-            log.warning("%s: %s; the callback registry ignores it until this build knows it", where, decoded.reason)
-        elif decoded is not None:
-            self._registry.apply(decoded)
+        super().__init__(bootstrap, topic, registry.apply, "the callback registry", poll_seconds=poll_seconds,
+                         catch_up_seconds=catch_up_seconds)
 
 
 Revoked = Callable[[set[TopicPartition]], Awaitable[None]]

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from connectors._feeder_kafka import topic_partitions
 from connectors._normaliser_index import AddressIndex
 from schemas import CodecError, DecodedEvent, decode
 from switchboard.errors import SwitchboardError
+from switchboard.followers import topic_partitions
 
 __all__ = ["ContactFollower", "RevokeGate", "require_topics"]
 

@@ -30,6 +30,7 @@ class LocalErrorCode(StrEnum):
     HTTP = "local.http"  # an HTTP error without the provider's error body (a proxy, a load balancer)
     BAD_RESPONSE = "local.bad_response"  # a 2xx whose body the driver could not read
     CREDENTIALS = "local.credentials"  # a credential is not configured: nothing can be sent from this account
+    TEMPLATE_NOT_SENDABLE = "local.template_not_sendable"  # the provider paused, disabled or rejected the template
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from faust.streams import _current_event
 from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
-from aggregates import Contact, Message, to_record
-from connectors import Outcome, ProviderError, SendResult
+from aggregates import Channel, Contact, Message, to_record
+from connectors import LocalErrorCode, Outcome, ProviderError, SendResult
 from schemas import DecodedEvent, TraceContext, decode, encode
 from streams.observability import DispatchMetrics, StageMetrics
 from streams.pipeline._commands import CommandError, check_command, check_job
@@ -29,6 +29,7 @@ from streams.pipeline._fence import Fence
 from streams.pipeline._guard import ClusterIdentity, is_redelivery, mark_applied
 from streams.pipeline._rows import LiveRows, Outbox, write_rows
 from streams.pipeline._state import ContactRow
+from streams.pipeline._template_gate import TemplateGate
 from streams.pipeline._timers import TimerIndex
 from streams.pipeline._writer import Effects, Writer
 from switchboard import tracing
@@ -86,6 +87,7 @@ class Runtime:
         self.writer = Writer(lambda: self.config)
         self.dispatcher = Dispatcher(self._breaker_settings)
         self.drivers = DriverPool(send_concurrency)
+        self.templates = TemplateGate()  # folded from sb.events.template by a follower (app.py)
 
     def _breaker_settings(self) -> BreakerSettings:
         d = self.config.dispatch
@@ -346,8 +348,18 @@ class Runtime:
         if channel is None or sender is None:
             return SendResult(Outcome.PERMANENT_FAILURE, job["message_id"],
                               error=ProviderError("local.invalid_message", f"sender {key} is no longer declared"))
+        refusal = self._template_refusal(job, channel.kind)
+        if refusal is not None:  # the provider would refuse it (WhatsApp's 132015/132016): fall back at once
+            return SendResult(Outcome.PERMANENT_FAILURE, job["message_id"],
+                              error=ProviderError(LocalErrorCode.TEMPLATE_NOT_SENDABLE, refusal))
         driver = self.drivers.driver(self.config, channel_id)
         return await self.drivers.send(driver, outbound(job, sender.address))
+
+    def _template_refusal(self, job: dict[str, Any], channel: Channel) -> str | None:
+        content = job["content"]
+        if content["type"] != "template" or not job.get("tenant"):
+            return None
+        return self.templates.refusal(job["tenant"], channel, content["name"], content["language"])
 
     # -- shared plumbing -----------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from streams.pipeline._template_agent import TemplateAgent
 from streams.pipeline._templates import TemplateTopics
 from streams.tally import service_worker
 from switchboard.config import PipelineWatcher
+from switchboard.followers import EventFollower
 from switchboard.groups import describe_group
 from switchboard.kafka_io import MURMUR2_PARTITIONER
 from switchboard.topics import AUDIT_LOG_CONFIG, TopicSpec, ensure_topics
@@ -190,13 +191,26 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
     async def watch_config() -> None:
         watcher.start()
 
+    template_follower = EventFollower(settings.bootstrap, TemplateTopics(topics.prefix).events,
+                                      runtime.templates.apply, "the template gate")
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorator is untyped
+    async def follow_templates() -> None:
+        try:
+            await template_follower.start()
+            runtime.templates.caught_up()
+        except Exception:  # the gate only spares the provider a refusal: sends go on without it
+            _log.exception("template gate: cannot follow %s; templates go out unchecked and the provider decides",
+                           TemplateTopics(topics.prefix).events)
+
     @app.service
     class Closer(Service):
-        """Closes the channel drivers (their HTTP sessions) and the config watcher when the worker stops."""
+        """Closes the channel drivers (their HTTP sessions), the config watcher and the template follower."""
 
         async def on_stop(self) -> None:
             await runtime.drivers.aclose()
             await runtime.watcher_stop()
+            await template_follower.stop()
 
     return app
 

@@ -1,16 +1,25 @@
-"""Each stage and policy of the pipeline on the real broker: order, limits, quiet hours, fallback, circuit, DLQ."""
+"""Each stage and policy of the pipeline on the real broker: order, limits, quiet hours, fallback, template gate,
+circuit, DLQ."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aggregates import Channel, Template
 from projections import end_offsets
 from streams.pipeline._runtime import Topics
+from streams.pipeline._templates import TemplateTopics
+from switchboard.kafka_io import produce_json
+from switchboard.workers import WorkerProcess
 from tests.integration.conftest import StartPipeline, until_committed
 from tests.integration.pipeline_support import (
+    TENANT,
     collect_json_values,
     message_events,
     outcomes,
@@ -144,6 +153,38 @@ async def test_a_permanent_failure_falls_back_to_the_next_channel(
     [fallback] = payloads(events, "MessageFallbackTriggered")
     assert (fallback["from_channel"], fallback["to_channel"]) == ("whatsapp", "sms")
     assert "inprocess.undeliverable" in fallback["reason"]
+
+
+async def test_a_template_the_provider_paused_falls_back_without_a_send(
+        kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, start_pipeline: StartPipeline) -> None:
+    worker = await start_pipeline(write_pipeline(tmp_path))
+    template = str(Template.create_id(TENANT, Channel.WHATSAPP, "order_shipped"))
+    base = {"v": 1, "aggregate_id": template, "tenant": TENANT, "channel": "whatsapp", "name": "order_shipped"}
+    await produce_json(kafka_bootstrap, TemplateTopics(unique_prefix).commands, [(template, command) for command in (
+        {**base, "kind": "template_version", "command_id": "publish", "category": "utility", "locale": "en",
+         "body": "Your order {{1}} has shipped."},
+        {**base, "kind": "template_update", "command_id": "approve", "update": "status", "status": "APPROVED",
+         "language": "en", "at": "2026-03-01T09:00:00+00:00"},
+        {**base, "kind": "template_update", "command_id": "pause", "update": "status", "status": "PAUSED",
+         "language": "en", "at": "2026-03-01T10:00:00+00:00", "reason": "LOW_QUALITY"})])
+    # The gate says so once it knows: in its summary when the pause came before it had read the topic to its end,
+    # else as the review comes (both WARNINGs).
+    await until_logged(worker, r"not sendable now .*order_shipped \(en\)|order_shipped \(en\) may not be sent now")
+    await send_commands(kafka_bootstrap, unique_prefix, [request("paused-template", "pt-1")])
+    [events] = (await message_events(kafka_bootstrap, unique_prefix, all_terminal(1))).values()
+    assert routed_channels(events) == ["whatsapp", "sms"]  # the in-process WhatsApp would have taken it
+    [fallback] = payloads(events, "MessageFallbackTriggered")
+    assert "local.template_not_sendable" in fallback["reason"]
+    assert "is PAUSED (LOW_QUALITY)" in fallback["reason"]
+
+
+async def until_logged(worker: WorkerProcess[Any], pattern: str, timeout: float = 120) -> None:
+    """Until the worker's log matches the pattern; fails with the log's end if the worker exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, worker.log_file.read_text(errors="replace") if worker.log_file.exists() else ""):
+        assert worker.is_running(), worker.log_tail()
+        assert time.monotonic() < deadline, f"not logged within {timeout:.0f} s: {pattern!r}\n{worker.log_tail()}"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_missed_delivery_deadline_falls_back(

@@ -20,7 +20,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from aggregates import Contact, Message
 from connectors import SIGNATURE_HEADER, ChannelDriver, OutboundMessage, Text, hub_signature
-from connectors._feeder_kafka import topic_partitions
 from connectors.normaliser import Normaliser, NormaliserConfig
 from connectors.receiver import KafkaWebhookSink, ReceiverConfig, build_receiver_app
 from connectors.whatsapp import ENV_ACCESS_TOKEN, ENV_APP_SECRET, WhatsAppDriver
@@ -28,6 +27,7 @@ from connectors.whatsapp_simulator import SentMessage, WhatsAppSimulator, status
 from schemas import DecodedEvent, decode
 from streams.pipeline._runtime import Topics
 from streams.pipeline.app import PipelineSettings
+from switchboard.followers import topic_partitions
 from switchboard.kafka_io import collect, collect_json, produce_json
 from switchboard.serving import serving
 from switchboard.topics import ensure_topics
