@@ -66,6 +66,11 @@ class EventFollower:
         await asyncio.wait_for(self._catch_up(consumer, partitions), self._catch_up_seconds)
         self._follow = asyncio.create_task(self._follow_forever(consumer), name=f"follow {self._topic}")
 
+    async def followed(self) -> None:
+        """Waits while the follower follows; raises what stopped it (CancelledError after `stop`)."""
+        if self._follow is not None:
+            await self._follow
+
     def check(self) -> None:
         """Raises what stopped the follower, if it stopped: a stale fold must not go unnoticed."""
         if self._follow is not None and self._follow.done() and not self._follow.cancelled():

@@ -66,6 +66,11 @@ class TemplateGate:
         else:
             _log.info("template gate: %d template(s) known; every reviewed language sendable", len(self))
 
+    def forget(self) -> None:
+        """Forgets every template: a gate no longer followed could go on refusing what the provider allows again."""
+        self._templates.clear()
+        self._announce = False
+
     def refused(self) -> list[str]:
         """Every '<name> (<locale>)' the gate refuses now."""
         return [f"{template.name} ({locale})" for template in self._templates.values()

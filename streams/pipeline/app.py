@@ -199,7 +199,9 @@ def build_app(settings: PipelineSettings, watcher: PipelineWatcher) -> faust.App
         try:
             await template_follower.start()
             runtime.templates.caught_up()
+            await template_follower.followed()
         except Exception:  # the gate only spares the provider a refusal: sends go on without it
+            runtime.templates.forget()
             _log.exception("template gate: cannot follow %s; templates go out unchecked and the provider decides",
                            TemplateTopics(topics.prefix).events)
 

@@ -115,3 +115,9 @@ def test_once_caught_up_it_names_what_it_refuses_and_logs_each_review(caplog: py
         ("WARNING", "template gate: order_shipped (en) may not be sent now: its messages fall back without a "
                     "request")]
     assert "not sendable now (their messages fall back): order_shipped (en)" in caplog.records[0].getMessage()
+
+
+def test_a_gate_that_forgets_refuses_nothing() -> None:
+    gate = TemplateGate.fold(events(TemplateRow(), version(), review("PAUSED", "2026-03-01T09:00:00+00:00")))
+    gate.forget()
+    assert (refusal(gate), gate.refused(), len(gate)) == (None, [], 0)
