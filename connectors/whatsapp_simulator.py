@@ -19,6 +19,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
@@ -133,6 +134,10 @@ class _Delivery:
     attempt: int = 0
 
 
+# Reviews after which Meta refuses to send a template: paused and disabled for low quality.
+_REFUSED_REVIEWS: Mapping[str, int] = MappingProxyType({"PAUSED": 132015, "DISABLED": 132016})
+
+
 class _Reply(Exception):
     """Ends a request early with a Meta error answer."""
 
@@ -245,6 +250,7 @@ class WhatsAppSimulator:
         self._last_to_pair: dict[tuple[str, str], float] = {}
         self._last_inbound: dict[tuple[str, str], float] = {}
         self._injected: deque[tuple[int, int | None]] = deque()
+        self._reviews: dict[tuple[str, str], str] = {}  # (name, language) -> the newest review it announced
         self._closing = asyncio.Event()
         self._served: Served | None = None
         self._poster: WebhookPoster | None = None
@@ -317,7 +323,9 @@ class WhatsAppSimulator:
 
     def simulate_template_status(self, template_id: int, name: str, language: str, event: str,
                                  reason: str | None = None) -> None:
-        """Meta reviewed a template: posts a message_template_status_update webhook."""
+        """Meta reviewed a template: posts a message_template_status_update webhook, and from now on refuses sends
+        of it as Meta does when the review pauses (132015) or disables (132016) it."""
+        self._reviews[(name, language)] = event
         body = template_status_webhook_body(self.config.business_account_id, template_id=template_id, name=name,
                                             language=language, event=event, time=int(time.time()), reason=reason)
         self._schedule([body], 0.0)
@@ -387,6 +395,7 @@ class WhatsAppSimulator:
         recipient = _digits(str(body.get("to") or body.get("recipient")))
         self._check_limits(phone_number_id, recipient)
         self._check_template(kind, body)
+        self._check_review(kind, body)
         failure = self._failure(phone_number_id, recipient, kind)
         if failure is not None and self.config.sync_failures:
             raise _Reply(*failure)
@@ -426,6 +435,15 @@ class WhatsAppSimulator:
         key = (str(template.get("name")), str(template["language"].get("code")))
         if key not in self.config.templates:
             raise _Reply(132001, f"template name ({key[0]}) does not exist in {key[1]}")
+
+    def _check_review(self, kind: str, body: Mapping[str, Any]) -> None:
+        if kind != "template" or not self._reviews:
+            return
+        template = body["template"]
+        review = self._reviews.get((str(template.get("name")), str(template["language"].get("code"))))
+        refusal = _REFUSED_REVIEWS.get(review or "")
+        if refusal is not None:
+            raise _Reply(refusal, f"template {template.get('name')} is {review.lower() if review else ''}")
 
     def _failure(self, phone_number_id: str, recipient: str, kind: str) -> tuple[int, str] | None:
         if recipient in self.config.undeliverable:

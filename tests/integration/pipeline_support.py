@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import re
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +16,7 @@ from aggregates import Contact
 from schemas import DecodedEvent, decode
 from streams.pipeline._runtime import Topics
 from switchboard.kafka_io import collect, produce_json
+from switchboard.workers import WorkerProcess
 
 TENANT = "acme"
 # Message events after which our pipeline is done with a message (receipts may still follow an acceptance).
@@ -182,3 +186,19 @@ def payloads(events: list[tuple[str, dict[str, Any]]], event_type: str) -> list[
 
 def routed_channels(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return [value["channel"] for value in payloads(events, "MessageRouted")]
+
+
+async def until_logged(worker: WorkerProcess[Any], pattern: str, timeout: float = 120) -> None:
+    """Until the worker's log matches the pattern; fails with the log's end if the worker exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, worker.log_file.read_text(errors="replace") if worker.log_file.exists() else ""):
+        assert worker.is_running(), worker.log_tail()
+        assert time.monotonic() < deadline, f"not logged within {timeout:.0f} s: {pattern!r}\n{worker.log_tail()}"
+        await asyncio.sleep(0.1)
+
+
+def gate_refuses(template: str, locale: str = "en") -> str:
+    """The worker's WARNING that its template gate refuses the template: in its summary when the review came before
+    it had read sb.events.template to its end, else as the review comes."""
+    named = re.escape(f"{template} ({locale})")
+    return f"not sendable now .*{named}|{named} may not be sent now"

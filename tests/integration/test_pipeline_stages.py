@@ -3,9 +3,6 @@ circuit, DLQ."""
 
 from __future__ import annotations
 
-import asyncio
-import re
-import time
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,11 +13,11 @@ from projections import end_offsets
 from streams.pipeline._runtime import Topics
 from streams.pipeline._templates import TemplateTopics
 from switchboard.kafka_io import produce_json
-from switchboard.workers import WorkerProcess
 from tests.integration.conftest import StartPipeline, until_committed
 from tests.integration.pipeline_support import (
     TENANT,
     collect_json_values,
+    gate_refuses,
     message_events,
     outcomes,
     payloads,
@@ -29,6 +26,7 @@ from tests.integration.pipeline_support import (
     send_commands,
     terminal_count,
     types,
+    until_logged,
     write_pipeline,
 )
 
@@ -167,24 +165,13 @@ async def test_a_template_the_provider_paused_falls_back_without_a_send(
          "language": "en", "at": "2026-03-01T09:00:00+00:00"},
         {**base, "kind": "template_update", "command_id": "pause", "update": "status", "status": "PAUSED",
          "language": "en", "at": "2026-03-01T10:00:00+00:00", "reason": "LOW_QUALITY"})])
-    # The gate says so once it knows: in its summary when the pause came before it had read the topic to its end,
-    # else as the review comes (both WARNINGs).
-    await until_logged(worker, r"not sendable now .*order_shipped \(en\)|order_shipped \(en\) may not be sent now")
+    await until_logged(worker, gate_refuses("order_shipped"))
     await send_commands(kafka_bootstrap, unique_prefix, [request("paused-template", "pt-1")])
     [events] = (await message_events(kafka_bootstrap, unique_prefix, all_terminal(1))).values()
     assert routed_channels(events) == ["whatsapp", "sms"]  # the in-process WhatsApp would have taken it
     [fallback] = payloads(events, "MessageFallbackTriggered")
     assert "local.template_not_sendable" in fallback["reason"]
     assert "is PAUSED (LOW_QUALITY)" in fallback["reason"]
-
-
-async def until_logged(worker: WorkerProcess[Any], pattern: str, timeout: float = 120) -> None:
-    """Until the worker's log matches the pattern; fails with the log's end if the worker exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, worker.log_file.read_text(errors="replace") if worker.log_file.exists() else ""):
-        assert worker.is_running(), worker.log_tail()
-        assert time.monotonic() < deadline, f"not logged within {timeout:.0f} s: {pattern!r}\n{worker.log_tail()}"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_missed_delivery_deadline_falls_back(

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from aggregates import Contact, Message
+from aggregates import Channel, Contact, Message, Template
 from connectors import SIGNATURE_HEADER, ChannelDriver, OutboundMessage, Text, hub_signature
 from connectors.normaliser import Normaliser, NormaliserConfig
 from connectors.receiver import KafkaWebhookSink, ReceiverConfig, build_receiver_app
@@ -26,13 +26,23 @@ from connectors.whatsapp import ENV_ACCESS_TOKEN, ENV_APP_SECRET, WhatsAppDriver
 from connectors.whatsapp_simulator import SentMessage, WhatsAppSimulator, status_object, status_webhook_body
 from schemas import DecodedEvent, decode
 from streams.pipeline._runtime import Topics
+from streams.pipeline._templates import TemplateTopics
 from streams.pipeline.app import PipelineSettings
 from switchboard.followers import topic_partitions
 from switchboard.kafka_io import collect, collect_json, produce_json
 from switchboard.serving import serving
 from switchboard.topics import ensure_topics
 from switchboard.workers import WorkerProcess
-from tests.integration.pipeline_support import TENANT, message_events, request, send_commands, types, write_pipeline
+from tests.integration.pipeline_support import (
+    TENANT,
+    gate_refuses,
+    message_events,
+    request,
+    send_commands,
+    types,
+    until_logged,
+    write_pipeline,
+)
 
 SENDER = "105954558954427"  # the WhatsApp sender address (phone_number_id) that write_pipeline declares
 ACCESS_TOKEN, APP_SECRET = "e2e-access-token", "e2e-app-secret"
@@ -290,6 +300,25 @@ async def test_a_review_of_a_template_never_published_reaches_the_template_write
     letters = parked(await collect_json(stack.bootstrap, stack.topics.deadletters, lambda v: bool(parked(v)), 60.0))
     assert "was never registered" in letters[0]["reason"]  # tests/integration/test_template_updates.py: the rest
 
+
+
+async def test_a_template_meta_paused_falls_back_to_sms_without_a_request_to_meta(stack: Stack) -> None:
+    """Meta's pause webhook reaches the template writer through the receiver and the normaliser; the worker's gate
+    then fails the template's sends before the request. Without the gate the simulator would refuse with 132015."""
+    template = str(Template.create_id(TENANT, Channel.WHATSAPP, "login_code"))
+    publish = {"kind": "template_version", "v": 1, "command_id": "publish-login-code", "aggregate_id": template,
+               "tenant": TENANT, "channel": "whatsapp", "name": "login_code", "category": "authentication",
+               "locale": "en", "body": "Your code is {{1}}."}
+    await produce_json(stack.bootstrap, TemplateTopics(stack.prefix).commands, [(template, publish)])
+    stack.simulator.simulate_template_status(4343, "login_code", "en", "PAUSED", reason="LOW_QUALITY")
+    await until_logged(stack.worker, gate_refuses("login_code"))
+    await send_commands(stack.bootstrap, stack.prefix, [request(
+        "otp-user", "otp-paused", category="authentication", template="login_code", parameters={"code": "271828"})])
+    events = await events_of(stack, "otp-paused", lambda got: "MessageAcceptedByProvider" in types(got))
+    [fallback] = [value for kind, value in events if kind == "MessageFallbackTriggered"]
+    assert (fallback["from_channel"], fallback["to_channel"]) == ("whatsapp", "sms")
+    assert "local.template_not_sendable" in fallback["reason"]
+    assert stack.simulator.counters.rejected[132015] == 0
 
 
 async def test_switchboard_normaliser_normalising_the_log_again_changes_nothing(stack: Stack) -> None:

@@ -85,6 +85,18 @@ async def test_template_review_reaches_the_receiver() -> None:
         assert (update.template_id, update.status) == ("42", "APPROVED")
 
 
+async def test_a_paused_or_disabled_template_is_refused_until_it_is_reinstated() -> None:
+    async with running(pair_window=None) as h:
+        assert (await h.driver.send(template_message("before-review"))).accepted
+        for event, code in (("PAUSED", "132015"), ("DISABLED", "132016")):
+            h.simulator.simulate_template_status(42, "order_update", "en_US", event)
+            result = await h.driver.send(template_message(f"while-{event.lower()}"))
+            assert (result.outcome, result.error.code if result.error else None) == (Outcome.PERMANENT_FAILURE, code)
+        h.simulator.simulate_template_status(42, "order_update", "en_US", "REINSTATED")
+        assert (await h.driver.send(template_message("reinstated"))).accepted
+        assert (h.simulator.counters.rejected[132015], h.simulator.counters.rejected[132016]) == (1, 1)
+
+
 async def test_throughput_limit_gives_130429_above_n_per_second() -> None:
     async with running(mps_limit=3, pair_window=None, enforce_window=False) as h:
         messages = [text_message(f"burst-{i}", recipient=f"+1555000{i:04d}") for i in range(5)]
