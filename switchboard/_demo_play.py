@@ -16,6 +16,7 @@ from connectors.twilio_simulator import TwilioSimulator
 from connectors.whatsapp_simulator import WhatsAppSimulator
 from schemas import DecodedEvent, decode
 from streams.pipeline._runtime import Topics
+from streams.pipeline._templates import TemplateTopics
 from switchboard._demo_campaign import Campaign, contact_of
 from switchboard._demo_config import receipt_statuses
 from switchboard._demo_feed import Feed, json_records
@@ -23,6 +24,7 @@ from switchboard._demo_finish import Finish
 from switchboard._demo_report import Pace, progress_line
 from switchboard._demo_scenario import Scenario
 from switchboard._demo_stack import DemoSecrets, Processes
+from switchboard._demo_template import TemplatePause, publish_command
 from switchboard._demo_track import STALL_SECONDS, Tracker
 from switchboard.config import PipelineConfig
 from switchboard.localkafka import project_root
@@ -90,6 +92,7 @@ class Play:
         self.answered: set[str] = set()  # refs whose free-text answer is requested
         self.faults = list(FAULTS)
         self.fault_notes: list[str] = []
+        self.template = TemplatePause(simulator)
         self.pace = Pace()
         self.erp_sent = False
         self.campaign_sent = 0  # recipients whose commands are produced
@@ -134,6 +137,10 @@ class Play:
         scenario = self.run.scenario
         await self.feed.send(self.topics.commands, json_records([*scenario.contact_commands(),
                                                                  *scenario.consent_commands()]))
+        # The campaign's template as published and approved at Meta (its review comes back by webhook).
+        await self.feed.send(TemplateTopics(self.run.prefix).commands,
+                             json_records([publish_command(self.config.tenants[0].id)]))
+        self.template.approve()
 
     async def _campaign(self) -> None:
         """The next chunks of recipients (contact, consent, then the offer: in order, as they share a key and
@@ -243,6 +250,12 @@ class Play:
         while self.faults and counts.final >= self.faults[0][0] * expected:
             _, code, status, times, words = self.faults.pop(0)
             self.simulator.inject_error(code, times=times, http_status=status)
-            self.fault_notes.append(f"at {now - played:.0f} s ({counts.final:,} messages final): {words}")
-            print(f"  fault: {words}", flush=True)
+            self._fault(f"at {now - played:.0f} s ({counts.final:,} messages final)", words)
+        review = self.template.tick(now, counts.final, expected)
+        if review is not None:
+            self._fault(f"at {now - played:.0f} s ({counts.final:,} messages final)", review)
         print(progress_line(now - played, counts, expected, self.pace), flush=True)
+
+    def _fault(self, when: str, words: str) -> None:
+        self.fault_notes.append(f"{when}: {words}")
+        print(f"  fault: {words}", flush=True)
