@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from connectors._items import NormalizedItem
 from connectors._normaliser_batches import BatchWriter, Record
 from connectors._normaliser_index import AddressIndex, auto_external_ref, normal_address
-from connectors._normaliser_kafka import ContactFollower, RevokeGate, require_topics
+from connectors._normaliser_kafka import RevokeGate, require_topics
 from connectors._normaliser_map import (
     RECEIPT_STATUSES,
     DriverCache,
@@ -36,6 +36,7 @@ from streams.pipeline._runtime import Topics
 from streams.pipeline._templates import TemplateTopics
 from switchboard import tracing
 from switchboard.config import PipelineConfig, PipelineWatcher
+from switchboard.followers import EventFollower
 from switchboard.kafka_io import new_producer
 from switchboard.observability import ConsumerLag, Observability, kafka_reachable, serve_endpoints, until_stopped
 
@@ -142,8 +143,11 @@ class Normaliser:
         self._drivers = DriverCache()
         self.index = AddressIndex()
         self._mapper = ItemMapper(pipeline or self._current, self._drivers, self.index)
-        self._contacts = ContactFollower(config.bootstrap, config.topics.contact_events, self.index,
-                                         catch_up_seconds=config.catch_up_seconds)
+        # Not followed in the background: synced before every batch that has inbound messages, so each one sees
+        # every contact registered before it was normalised (one registered in the same instant may be missed, and
+        # its sender then gets a contact of its own).
+        self._contacts = EventFollower(config.bootstrap, config.topics.contact_events, self.index.apply,
+                                       "the address index", poll_seconds=0.2, catch_up_seconds=config.catch_up_seconds)
         self._batch = asyncio.Lock()  # held while a batch is written and committed; a rebalance waits for it
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -193,7 +197,7 @@ class Normaliser:
         self._producer = new_producer(self.config.bootstrap, max_batch_size=BATCH_BYTES)
         await self._producer.start()
         self._writer = BatchWriter(self._producer)
-        await self._contacts.start()  # the index first: inbound senders are looked up in every contact so far
+        await self._contacts.start(follow=False)  # the index first: inbound senders are looked up in every contact
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.bootstrap, group_id=self.config.group,
                                     enable_auto_commit=False, auto_offset_reset="earliest")
         consumer.subscribe([self.config.raw_topic], listener=RevokeGate(self._batch_finished))

@@ -37,9 +37,10 @@ async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
 
 
 class EventFollower:
-    """Hands every event of a topic to `apply`, in log order per partition: to its end on start, then as it grows.
+    """Hands every event of a topic to `apply`, in log order per partition: to its end on start, then as it grows
+    (in the background, or up to the end as of each `sync()` when started with `follow=False`).
 
-    For small topics (tenants, templates) that every instance needs whole: each start folds the topic from the
+    For topics that every instance needs whole (tenants, templates, contacts): each start folds the topic from the
     beginning instead of keeping state, and no consumer group is used. `what` names the fold in log lines.
     """
 
@@ -51,20 +52,28 @@ class EventFollower:
         self._what = what
         self._poll_ms = int(poll_seconds * 1000)
         self._catch_up_seconds = catch_up_seconds
+        self._partitions: list[TopicPartition] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._follow: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Returns once every event written before the call is applied; then follows new ones."""
-        partitions = await topic_partitions(self._bootstrap, self._topic)
+    async def start(self, *, follow: bool = True) -> None:
+        """Returns once every event written before the call is applied; then follows new ones unless told not to."""
+        self._partitions = await topic_partitions(self._bootstrap, self._topic)
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
         self._consumer = consumer
         await consumer.start()
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        await asyncio.wait_for(self._catch_up(consumer, partitions), self._catch_up_seconds)
-        self._follow = asyncio.create_task(self._follow_forever(consumer), name=f"follow {self._topic}")
+        consumer.assign(self._partitions)
+        await consumer.seek_to_beginning(*self._partitions)
+        await self.sync()
+        if follow:
+            self._follow = asyncio.create_task(self._follow_forever(consumer), name=f"follow {self._topic}")
+
+    async def sync(self) -> None:
+        """Applies every event written before the call; TimeoutError after catch_up_seconds."""
+        if self._consumer is None:
+            raise RuntimeError(f"the follower of {self._topic} is not started")
+        await asyncio.wait_for(self._catch_up(self._consumer), self._catch_up_seconds)
 
     async def followed(self) -> None:
         """Waits while the follower follows; raises what stopped it (CancelledError after `stop`)."""
@@ -87,8 +96,8 @@ class EventFollower:
             await self._consumer.stop()
             self._consumer = None
 
-    async def _catch_up(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        ends = await consumer.end_offsets(partitions)
+    async def _catch_up(self, consumer: AIOKafkaConsumer) -> None:
+        ends = await consumer.end_offsets(self._partitions)
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             await self._poll(consumer)
 
