@@ -205,6 +205,10 @@ class ChannelDirectory:
         return next((channel for channel in self.for_driver(driver)
                      if any(sender.address == account_id for sender in channel.senders)), None)
 
+    def of_account(self, driver: str, account_id: str | None) -> ChannelConfig:
+        """The channel of this account, else the driver's first (whose classification serves for every one)."""
+        return (self.by_account(driver, account_id) if account_id else None) or self.for_driver(driver)[0]
+
 
 class DriverCache:
     """One driver per declared channel, from its `driver` and `settings`; rebuilt when the declaration changes."""
@@ -303,7 +307,7 @@ class ItemMapper:
 
     def _receipt(self, mapped: Mapped, directory: ChannelDirectory, source: Source, driver_name: str,
                  item: ReceiptItem) -> None:
-        channel = directory.by_account(driver_name, item.account_id) or directory.for_driver(driver_name)[0]
+        channel = directory.of_account(driver_name, item.account_id)
         driver = self._drivers.driver(channel)
         command = receipt_command(item, driver.classify, driver.opted_out)
         if command is None and driver.capabilities.receipts_by_recipient:
@@ -324,8 +328,7 @@ class ItemMapper:
                         position: int, item: AccountErrorItem) -> None:
         """Errors of the account as a whole: no message to apply them to, so parked for an operator, each code with
         what the driver makes of it (a `stop_account` means no send from that account works until a person acts)."""
-        channels = directory.for_driver(driver_name)
-        channel = (directory.by_account(driver_name, item.account_id) if item.account_id else None) or channels[0]
+        channel = directory.of_account(driver_name, item.account_id)
         outcomes = [self._drivers.driver(channel).classify(error).value for error in item.errors]
         codes = ", ".join(f"{error.code} ({outcome})" for error, outcome in zip(item.errors, outcomes, strict=True))
         _log.warning("%s reported errors for account %s, not for a message: %s (parked in the dead letters)",
