@@ -347,7 +347,8 @@ def print_result(result: E2EResult, raw: float | None = None) -> None:
     print(f"| {label}: latency request -> read p50 / p99 | {result.latency_ms(0.5):,.0f} / "
           f"{result.latency_ms(0.99):,.0f} ms |")
     if result.paced is not None:
-        print(f"| {label}: {paced_figure(result.paced)[0]} | {paced_figure(result.paced)[1]} |")
+        name, value = paced_figure(result.paced)
+        print(f"| {label}: {name} | {value} |")
     print(f"| {label}: receipts recorded (events) | {receipts} |")
     print(f"| {label}: CPU seconds per process | {cpu} |")
     print(f"| {label}: machine busy over the phase | {result.cost.busy_line()} |")

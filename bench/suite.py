@@ -96,7 +96,8 @@ def e2e_rows(result: E2EResult, summary: Summary, raw: float, load_then: str) ->
     summary.add(f"{label}: latency request -> read p50 / p99 (the backlog: mostly queueing)",
                 f"{result.latency_ms(0.5):,.0f} / {result.latency_ms(0.99):,.0f} ms")
     if result.paced is not None:
-        summary.add(f"{label}: {paced_figure(result.paced)[0]}", paced_figure(result.paced)[1])
+        name, value = paced_figure(result.paced)
+        summary.add(f"{label}: {name}", value)
     summary.add(f"{label}: Kafka records written per message (per topic)", result.cost.records_line())
     summary.add(f"{label}: CPU per message (ms)", result.cost.cpu_line())
     summary.add(f"{label}: machine busy over the phase", result.cost.busy_line())
