@@ -138,6 +138,12 @@ class _Delivery:
 _REFUSED_REVIEWS: Mapping[str, int] = MappingProxyType({"PAUSED": 132015, "DISABLED": 132016})
 
 
+def _template_key(body: Mapping[str, Any]) -> tuple[str, str]:
+    """A template send's (name, language code), as Meta keys a translation."""
+    template = body["template"]
+    return str(template.get("name")), str(template["language"].get("code"))
+
+
 class _Reply(Exception):
     """Ends a request early with a Meta error answer."""
 
@@ -431,19 +437,18 @@ class WhatsAppSimulator:
     def _check_template(self, kind: str, body: Mapping[str, Any]) -> None:
         if kind != "template" or self.config.templates is None:
             return
-        template = body["template"]
-        key = (str(template.get("name")), str(template["language"].get("code")))
+        key = _template_key(body)
         if key not in self.config.templates:
             raise _Reply(132001, f"template name ({key[0]}) does not exist in {key[1]}")
 
     def _check_review(self, kind: str, body: Mapping[str, Any]) -> None:
         if kind != "template" or not self._reviews:
             return
-        template = body["template"]
-        review = self._reviews.get((str(template.get("name")), str(template["language"].get("code"))))
-        refusal = _REFUSED_REVIEWS.get(review or "")
+        name, language = _template_key(body)
+        review = self._reviews.get((name, language), "")
+        refusal = _REFUSED_REVIEWS.get(review)
         if refusal is not None:
-            raise _Reply(refusal, f"template {template.get('name')} is {review.lower() if review else ''}")
+            raise _Reply(refusal, f"template {name} is {review.lower()}")
 
     def _failure(self, phone_number_id: str, recipient: str, kind: str) -> tuple[int, str] | None:
         if recipient in self.config.undeliverable:
