@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from switchboard import logs
+from switchboard import heap, logs
 from switchboard.errors import SwitchboardError
 from switchboard.localkafka import cache_root, external_bootstrap, local_cluster
 
@@ -429,5 +429,15 @@ def _trace(args: argparse.Namespace) -> int:
     return 0 if steps else 1
 
 
+def run() -> int:
+    """The `switchboard` executable: main() in a process whose garbage collector is set for a service (heap.py)."""
+    try:
+        heap.settle()
+    except SwitchboardError as error:
+        print(f"switchboard: error: {error}", file=sys.stderr)
+        return 2
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
