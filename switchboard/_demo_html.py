@@ -60,6 +60,8 @@ def render_report(page: ReportPage) -> str:
              f"<p class=note>Run <code>{escape(page.run_id)}</code>. {escape(page.console)}</p>",
              "<h2>Funnel</h2>", _funnel_svg(overall), _table(page.funnel, totals),
              "<h2>Latency distribution</h2>",
+             "<p class=note>From our clock to the millisecond for requests and acceptances, from the provider's "
+             "to the second for receipts: a receipt within a second of its acceptance counts as 0 ms.</p>",
              *(_latency_svg(span, samples) for span, samples in page.latencies.items()),
              "<h2>Notes</h2><ul>", *(f"<li>{escape(note)}</li>" for note in page.notes), "</ul>",
              *(["<h2>Transactional messages</h2><pre>", escape("\n".join(page.messages)), "</pre>"]
@@ -130,6 +132,7 @@ def _latency_svg(span: str, samples: Sequence[float]) -> str:
 
 
 def _ms(value: float) -> str:
+    """Three significant digits at most: 45.2 s, 1.56 min."""
     if value >= 60_000:
-        return f"{value / 60_000:g} min"
-    return f"{value / 1000:g} s" if value >= 1000 else f"{value:.0f} ms"
+        return f"{value / 60_000:.3g} min"
+    return f"{value / 1000:.3g} s" if value >= 1000 else f"{value:.0f} ms"

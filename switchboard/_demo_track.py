@@ -215,12 +215,15 @@ class Tracker:
         return table
 
     def latencies(self) -> dict[str, list[float]]:
-        """Per span (`requested_to_accepted`...), the milliseconds each message took."""
+        """Per span (`requested_to_accepted`...), the milliseconds each message took. A receipt's time is the
+        provider's, to the second (WhatsApp's `timestamp`), and an acceptance's is ours, to the millisecond: a
+        receipt in the same second can look earlier than its acceptance, so a span is never less than 0, as the
+        delivery-stats projection counts it in its first bucket."""
         spans: dict[str, list[float]] = {f"{a}_to_{b}": [] for a, b in SPANS}
         for view in self.views.values():
             for start, end in SPANS:
                 if start in view.stages and end in view.stages:
-                    spans[f"{start}_to_{end}"].append(1000 * (view.stages[end][1] - view.stages[start][1]))
+                    spans[f"{start}_to_{end}"].append(max(0.0, 1000 * (view.stages[end][1] - view.stages[start][1])))
         return spans
 
     def final(self, now: float) -> list[MessageView]:

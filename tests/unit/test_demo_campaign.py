@@ -241,6 +241,33 @@ def test_the_report_is_one_valid_page_with_the_funnel_numbers() -> None:
     assert "median 600 ms" in html
 
 
+def test_a_receipt_stamped_to_the_second_before_its_acceptance_is_a_latency_of_zero() -> None:
+    """WhatsApp's receipts carry whole seconds: delivered at 12:00:00.9 is stamped 12:00:00, before the acceptance
+    we stamped 12:00:00.6."""
+    accepted_at = NOON_BERLIN + timedelta(milliseconds=600)
+    tracker = Tracker([], WA)
+    for event_type, payload in _events("m-1", [("MessageRequested", {"template_name": "weekend_offer"}),
+                                               ("MessageRouted", {"channel": "whatsapp", "sender": "wa-main"}),
+                                               ("MessageAcceptedByProvider", {}),
+                                               ("MessageDelivered", {"provider_at": NOON_BERLIN}),
+                                               ("MessageRead", {"provider_at": NOON_BERLIN + timedelta(seconds=3)})],
+                                       NOON_BERLIN - timedelta(milliseconds=300)):
+        tracker.apply(event_type, payload)
+    assert tracker.views["m-1"].stages["accepted"][1] == accepted_at.timestamp()
+    latencies = tracker.latencies()
+    assert latencies["accepted_to_delivered"] == [0.0]
+    assert latencies["delivered_to_read"] == pytest.approx([3000.0])
+
+
+def test_the_reports_latency_captions_keep_three_significant_digits() -> None:
+    html = render_report(ReportPage("20261125-120000-abcd", "Switchboard demo", {},
+                                    {"requested_to_accepted": [45_208.0, 93_501.0]}, [], "", []))
+    assert "median 1.56 min, p99 1.56 min" in html
+    html = render_report(ReportPage("20261125-120000-abcd", "Switchboard demo", {},
+                                    {"requested_to_accepted": [45_208.0]}, [], "", []))
+    assert "median 45.2 s" in html
+
+
 def test_latencies_fall_into_buckets_up_to_an_open_ended_one() -> None:
     counts = histogram([10, 50, 51, 4_000, 10**7])
     assert len(counts) == len(LATENCY_BOUNDS_MS) + 1
