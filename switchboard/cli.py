@@ -30,10 +30,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except SwitchboardError as error:
-        print(f"switchboard: error: {error}", file=sys.stderr)
-        return 2
+        return _user_error(error)
     except KeyboardInterrupt:
         return 130
+
+
+def _user_error(error: SwitchboardError) -> int:
+    """A user error as one clear line, without a traceback; exit code 2."""
+    print(f"switchboard: error: {error}", file=sys.stderr)
+    return 2
 
 
 def _configure_logs(argv: list[str]) -> list[str]:
@@ -434,8 +439,7 @@ def run() -> int:
     try:
         heap.settle()
     except SwitchboardError as error:
-        print(f"switchboard: error: {error}", file=sys.stderr)
-        return 2
+        return _user_error(error)
     return main()
 
 
