@@ -247,13 +247,14 @@ class Play:
         counts = self.tracker.counts(time.time())
         self.pace.add(now, counts.final)
         expected = len(self.tracker.expected)
+        when = f"at {now - played:.0f} s ({counts.final:,} messages final)"
         while self.faults and counts.final >= self.faults[0][0] * expected:
             _, code, status, times, words = self.faults.pop(0)
             self.simulator.inject_error(code, times=times, http_status=status)
-            self._fault(f"at {now - played:.0f} s ({counts.final:,} messages final)", words)
+            self._fault(when, words)
         review = self.template.tick(now, counts.final, expected)
         if review is not None:
-            self._fault(f"at {now - played:.0f} s ({counts.final:,} messages final)", review)
+            self._fault(when, review)
         print(progress_line(now - played, counts, expected, self.pace), flush=True)
 
     def _fault(self, when: str, words: str) -> None:
